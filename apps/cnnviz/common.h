@@ -1,0 +1,40 @@
+// What every subcommand shares: global flags, logging setup, model loading.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cnnviz/model/model.h"
+#include "cnnviz/model/probe.h"
+
+namespace cnnviz::app {
+
+// Flags accepted by every subcommand (before or after its name).
+struct GlobalOptions {
+  std::string log_level = "info";  // trace|debug|info|warn|error|off
+  bool quiet = false;              // same as --log-level error
+  uint64_t seed = 0;               // seeds every random generator
+  std::string device = "auto";     // auto|cpu|cuda|cuda:N
+};
+
+// Adds the global flags to `app` (the top-level app; subcommands inherit them by fallthrough).
+void AddGlobalOptions(CLI::App& app, GlobalOptions& options);
+
+// Sends logs to stderr at the chosen level. Call once after parsing.
+void SetupLogging(const GlobalOptions& options);
+
+// Model flags shared by subcommands that load a model.
+struct ModelOptions {
+  std::string path;                  // --model: TorchScript file
+  std::optional<int64_t> input_size;  // --input-size: square side overriding the sidecar
+};
+void AddModelOptions(CLI::App& command, ModelOptions& options);
+
+// Loads the model on the chosen device and applies flag overrides.
+std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global);
+
+}  // namespace cnnviz::app

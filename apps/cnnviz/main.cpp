@@ -1,0 +1,63 @@
+// cnnviz: what a convolutional network has learned, from the command line.
+// The whole CLI is the table below; each subcommand lives in its own file.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <functional>
+#include <iostream>
+#include <vector>
+
+#include "cnnviz/common.h"
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/version.h"
+#include "cnnviz/layers_command.h"
+
+namespace {
+
+using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::GlobalOptions&);
+const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand};
+
+int Fail(cnnviz::ExitCode code, const std::string& message) {
+  std::cerr << "cnnviz: error: " << message << '\n';
+  return static_cast<int>(code);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("cnnviz " + cnnviz::Version() +
+               ": see what a convolutional network has learned (TorchScript models, CPU or CUDA)");
+  app.set_version_flag("--version", "cnnviz " + cnnviz::Version() + " (LibTorch " + cnnviz::TorchVersion() + ")");
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.footer(
+      "Run `cnnviz <command> --help` for a command's flags and examples.\n"
+      "Exit codes: 0 ok, 1 internal error, 2 usage error, 3 bad input file, 4 model cannot run as asked.");
+  cnnviz::app::GlobalOptions global;
+  cnnviz::app::AddGlobalOptions(app, global);
+  std::vector<std::function<void()>> runners;
+  for (AddCommand add : kCommands) runners.push_back(add(app, global));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return Fail(cnnviz::ExitCode::kUsage, std::string(e.what()) + " (see --help)");
+  }
+  try {
+    cnnviz::app::SetupLogging(global);
+    for (auto& run : runners) run();
+  } catch (const cnnviz::Error& e) {
+    return Fail(e.code(), e.what());
+  } catch (const c10::Error& e) {
+    return Fail(cnnviz::ExitCode::kInternal, cnnviz::FirstLine(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return Fail(cnnviz::ExitCode::kInternal, cnnviz::FirstLine(e.what()));
+  }
+  return 0;
+}

@@ -1,0 +1,89 @@
+// The Probe: forward hooks for TorchScript models, without Python.
+//
+// TorchScript has no forward hooks in C++, so the Probe works on a rewritten *copy* of the model's
+// forward graph (the module is never mutated):
+//  - every submodule call is inlined and its output named by module path ("layer4.1.conv2"), giving
+//    the layer catalogue (`layers()`), each with output shape and receptive field;
+//  - a *view* returns the requested layers' outputs ("taps"), autograd intact, and drops everything
+//    after the deepest one unless the final output is asked for (truncation);
+//  - a view may replace every ReLU (relu, relu_, functional or module, ReLU6/hardtanh(0, x)) by an op
+//    whose backward follows a rule: plain gradient, DeconvNet (Zeiler & Fergus 2014: relu(grad_out)) or
+//    guided backpropagation (Springenberg et al. 2015: relu(grad_out) * (x > 0)).
+// Views are compiled once per (taps, output, rules) and cached.
+// Limits, reported rather than hidden: frozen models (torch.jit.freeze) have no module names, so their
+// taps are op-level ("conv2d_3"); calls inside data-dependent control flow cannot be tapped; leaky_relu,
+// threshold, prelu and clamp are not rewritten by the rules (a warning names them).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cnnviz/model/layer.h"
+#include "cnnviz/model/model.h"
+
+namespace cnnviz {
+
+// How gradients pass through ReLUs in a view's backward pass.
+enum class BackwardRule {
+  kGradient = 0,   // the true gradient: grad_out * (x > 0)
+  kDeconvNet = 1,  // Zeiler & Fergus: relu(grad_out), ignoring the forward mask
+  kGuided = 2,     // Springenberg et al.: relu(grad_out) * (x > 0)
+};
+// "gradient", "deconvnet", "guided".
+std::string ToString(BackwardRule rule);
+// Throws UsageError for anything else.
+BackwardRule ParseBackwardRule(const std::string& text);
+
+// What a view computes.
+struct ViewSpec {
+  // Layer names or aliases to return, in this order.
+  std::vector<std::string> taps;
+  // Also return the model's final output. When false the graph is cut after the deepest tap.
+  bool output = false;
+  // Backward rule through ReLUs. kGradient uses the model's own graph unchanged.
+  BackwardRule rule = BackwardRule::kGradient;
+};
+
+struct ProbeOutput {
+  std::vector<at::Tensor> taps;  // one per ViewSpec::taps
+  at::Tensor output;             // undefined unless ViewSpec::output
+};
+
+class Probe {
+ public:
+  // Builds the tap graph and the layer catalogue at the model's input size (its input spec).
+  // Throws ModelError when the input is too small for the network.
+  explicit Probe(std::shared_ptr<const Model> model);
+  ~Probe();
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  const Model& model() const { return *model_; }
+  // Every layer, in forward order.
+  const std::vector<LayerInfo>& layers() const;
+  // A layer by module path or alias. Throws UsageError naming the closest layers when unknown, and
+  // ModelError when the layer exists but cannot be tapped.
+  const LayerInfo& Find(const std::string& name_or_alias) const;
+  // Things the user should know about this model (frozen, untappable calls, unrewritten activations).
+  const std::vector<std::string>& warnings() const;
+  // True when taps are op-level because the model has no module structure (frozen).
+  bool op_level() const;
+
+  // Runs the view on `input` (already preprocessed, on the model's device). Autograd flows from the
+  // returned tensors back to `input` when it requires grad.
+  ProbeOutput Run(const ViewSpec& spec, const at::Tensor& input) const;
+
+  // Number of nodes in the compiled view's graph: a measure of how much truncation removed.
+  size_t ViewSize(const ViewSpec& spec) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cnnviz

@@ -1,0 +1,44 @@
+#include "cnnviz/io/image.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/io/atomic_file.h"
+
+namespace cnnviz {
+
+at::Tensor ReadImage(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw InputError("image '" + path + "' does not exist");
+  cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
+  if (bgr.empty()) throw InputError("image '" + path + "' cannot be decoded (corrupt or unsupported format)");
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  at::Tensor hwc = at::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, at::kByte).clone();
+  return hwc.permute({2, 0, 1}).to(at::kFloat).div_(255.0).contiguous();
+}
+
+void WritePng(const std::string& path, const at::Tensor& image) {
+  if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3)) {
+    throw UsageError("WritePng expects [C,H,W] with C = 1 or 3");
+  }
+  at::Tensor hwc = image.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255.0).round().to(at::kByte);
+  hwc = hwc.permute({1, 2, 0}).contiguous();
+  const int channels = static_cast<int>(hwc.size(2));
+  cv::Mat mat(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), channels == 3 ? CV_8UC3 : CV_8UC1,
+              hwc.data_ptr<uint8_t>());
+  cv::Mat out;
+  if (channels == 3) {
+    cv::cvtColor(mat, out, cv::COLOR_RGB2BGR);
+  } else {
+    out = mat;
+  }
+  std::vector<unsigned char> bytes;
+  if (!cv::imencode(".png", out, bytes)) throw InputError("cannot encode PNG for '" + path + "'");
+  WriteFileAtomic(path, bytes);
+}
+
+}  // namespace cnnviz

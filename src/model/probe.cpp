@@ -1,0 +1,269 @@
+#include "cnnviz/model/probe.h"
+
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/remove_exceptions.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/logging.h"
+#include "src/model/ivalue_util.h"
+#include "src/model/receptive_field.h"
+#include "src/model/relu_rules.h"
+#include "src/model/tap_graph.h"
+
+namespace cnnviz {
+namespace jit = torch::jit;
+
+std::string ToString(BackwardRule rule) {
+  switch (rule) {
+    case BackwardRule::kDeconvNet:
+      return "deconvnet";
+    case BackwardRule::kGuided:
+      return "guided";
+    default:
+      return "gradient";
+  }
+}
+
+BackwardRule ParseBackwardRule(const std::string& text) {
+  if (text == "gradient") return BackwardRule::kGradient;
+  if (text == "deconvnet") return BackwardRule::kDeconvNet;
+  if (text == "guided") return BackwardRule::kGuided;
+  throw UsageError("unknown backward rule '" + text + "' (expected gradient, deconvnet or guided)");
+}
+
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+bool IsTooSmallMessage(const std::string& message) {
+  for (const char* marker : {"too small", "Kernel size can't be greater", "non-positive", "output size"}) {
+    if (message.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct Probe::Impl {
+  struct View {
+    std::shared_ptr<jit::Graph> graph;
+    std::unique_ptr<jit::GraphFunction> function;
+    bool rules = false;
+  };
+
+  detail::TapGraph tap_graph;
+  std::vector<LayerInfo> layers;
+  std::unordered_map<std::string, size_t> index;  // name and alias -> position in layers
+  std::vector<std::string> warnings;
+  mutable std::mutex mutex;
+  mutable std::map<std::string, std::shared_ptr<View>> views;
+
+  std::vector<size_t> SiteIndices(const Probe& probe, const ViewSpec& spec) const {
+    std::vector<size_t> sites;
+    for (const auto& tap : spec.taps) {
+      const LayerInfo& layer = probe.Find(tap);
+      sites.push_back(index.at(layer.name));
+    }
+    return sites;
+  }
+
+  std::shared_ptr<View> GetView(const Probe& probe, const ViewSpec& spec) const {
+    const std::vector<size_t> sites = SiteIndices(probe, spec);
+    const bool rules = spec.rule != BackwardRule::kGradient;
+    std::ostringstream key;
+    for (size_t site : sites) key << site << ',';
+    key << (spec.output ? "+out" : "") << (rules ? "+rules" : "");
+    std::lock_guard<std::mutex> lock(mutex);
+    auto& slot = views[key.str()];
+    if (!slot) slot = Compile(sites, spec.output, rules);
+    return slot;
+  }
+
+  std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules) const {
+    auto view = std::make_shared<View>();
+    view->rules = rules;
+    std::shared_ptr<jit::Graph> graph = tap_graph.graph->copy();
+    // Clone each tapped value right where it is produced: a later in-place op (relu_, add_) would
+    // otherwise change what the caller receives.
+    std::unordered_map<jit::Value*, jit::Value*> clones;
+    std::vector<jit::Value*> outputs;
+    for (size_t site : sites) {
+      jit::Value* value = graph->outputs()[tap_graph.sites[site].output_index];
+      auto it = clones.find(value);
+      if (it == clones.end()) {
+        jit::Node* producer = value->node();
+        jit::Node* insert_before =
+            producer->kind() == c10::prim::Param ? *graph->nodes().begin() : producer->next();
+        jit::WithInsertPoint guard(insert_before);
+        it = clones.emplace(value, graph->insert(c10::aten::clone, {value})).first;
+      }
+      outputs.push_back(it->second);
+    }
+    if (keep_output) outputs.push_back(graph->outputs()[0]);
+    while (!graph->outputs().empty()) graph->eraseOutput(graph->outputs().size() - 1);
+    graph->registerOutput(graph->insertNode(graph->createTuple(outputs))->output());
+    if (rules) {
+      jit::Value* rule = graph->addInput("rule");
+      rule->setType(c10::IntType::get());
+      detail::RewriteRelus(*graph, rule);
+    }
+    if (!keep_output) jit::EliminateExceptions(graph);
+    jit::ConstantPropagation(graph);
+    jit::EliminateDeadCode(graph);
+    view->graph = graph;
+    view->function = std::make_unique<jit::GraphFunction>("cnnviz_view", graph, nullptr);
+    return view;
+  }
+};
+
+Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), impl_(std::make_unique<Impl>()) {
+  const jit::Module& module = model_->module();
+  impl_->tap_graph = detail::BuildTapGraph(module);
+  impl_->warnings = impl_->tap_graph.warnings;
+  const InputSpec& spec = model_->input_spec();
+  auto fields = detail::ComputeReceptiveFields(*impl_->tap_graph.graph, module, spec.height, spec.width);
+  {
+    // Rule rewriting on a scratch copy, only to learn which activations it leaves alone.
+    auto scratch = impl_->tap_graph.graph->copy();
+    jit::Value* rule = scratch->addInput("rule");
+    rule->setType(c10::IntType::get());
+    for (auto& warning : detail::RewriteRelus(*scratch, rule)) impl_->warnings.push_back(warning);
+  }
+  std::map<std::string, std::vector<std::string>> aliases_of;
+  for (const auto& [alias, path] : spec.aliases) aliases_of[path].push_back(alias);
+
+  for (const auto& site : impl_->tap_graph.sites) {
+    LayerInfo layer;
+    layer.name = site.name;
+    layer.type = site.type;
+    layer.tappable = site.tappable;
+    layer.note = site.note;
+    if (auto it = aliases_of.find(site.name); it != aliases_of.end()) layer.alias = it->second.front();
+    if (site.tappable) {
+      auto field = fields.find(impl_->tap_graph.graph->outputs()[site.output_index]);
+      if (field != fields.end()) {
+        layer.receptive_field = field->second.field;
+      } else {
+        layer.receptive_field = detail::SpatialField().field;
+        layer.receptive_field.global = true;
+        layer.receptive_field.size[0] = spec.height;
+        layer.receptive_field.size[1] = spec.width;
+      }
+    }
+    impl_->index[layer.name] = impl_->layers.size();
+    impl_->layers.push_back(layer);
+  }
+  for (const auto& [alias, path] : spec.aliases) {
+    auto it = impl_->index.find(path);
+    if (it == impl_->index.end()) {
+      impl_->warnings.push_back("sidecar alias '" + alias + "' names '" + path + "', which is not a layer");
+      continue;
+    }
+    if (!impl_->index.count(alias)) impl_->index[alias] = it->second;
+  }
+
+  // One forward pass at the input size gives every layer's output shape and tells whether the input is
+  // large enough for the network.
+  ViewSpec all;
+  for (const auto& layer : impl_->layers) {
+    if (layer.tappable) all.taps.push_back(layer.name);
+  }
+  if (all.taps.empty()) return;
+  at::Tensor input = at::zeros({1, spec.channels, spec.height, spec.width},
+                               at::TensorOptions().dtype(at::kFloat).device(model_->device()));
+  ProbeOutput out;
+  try {
+    at::NoGradGuard no_grad;
+    out = Run(all, input);
+  } catch (const c10::Error& e) {
+    const std::string message = e.what_without_backtrace();
+    if (IsTooSmallMessage(message)) {
+      throw ModelError("input size " + std::to_string(spec.height) + "x" + std::to_string(spec.width) +
+                       " is too small for model '" + model_->path() + "': " + FirstLine(message));
+    }
+    throw ModelError("model '" + model_->path() + "' fails on a " + std::to_string(spec.height) + "x" +
+                     std::to_string(spec.width) + " input: " + FirstLine(message));
+  }
+  size_t next = 0;
+  for (auto& layer : impl_->layers) {
+    if (!layer.tappable) continue;
+    const at::Tensor& value = out.taps[next++];
+    layer.shape = value.sizes().vec();
+    layer.units = value.dim() >= 2 ? value.size(1) : (value.dim() == 1 ? value.size(0) : 1);
+  }
+  for (const auto& warning : impl_->warnings) Log()->warn("{}", warning);
+}
+
+Probe::~Probe() = default;
+
+const std::vector<LayerInfo>& Probe::layers() const { return impl_->layers; }
+const std::vector<std::string>& Probe::warnings() const { return impl_->warnings; }
+bool Probe::op_level() const { return impl_->tap_graph.op_level; }
+
+const LayerInfo& Probe::Find(const std::string& name_or_alias) const {
+  auto it = impl_->index.find(name_or_alias);
+  if (it == impl_->index.end()) {
+    std::vector<std::pair<size_t, std::string>> ranked;
+    for (const auto& [name, position] : impl_->index) {
+      size_t distance = EditDistance(name_or_alias, name);
+      if (name.find(name_or_alias) != std::string::npos) distance = std::min<size_t>(distance, 1);
+      ranked.emplace_back(distance, name);
+    }
+    std::sort(ranked.begin(), ranked.end());
+    std::string message = "unknown layer '" + name_or_alias + "'";
+    if (!ranked.empty()) {
+      message += "; did you mean ";
+      for (size_t i = 0; i < std::min<size_t>(3, ranked.size()); ++i) {
+        message += (i ? ", " : "") + ("'" + ranked[i].second + "'");
+      }
+      message += "? (`cnnviz layers` lists them all)";
+    }
+    throw UsageError(message);
+  }
+  const LayerInfo& layer = impl_->layers[it->second];
+  if (!layer.tappable) throw ModelError("layer '" + layer.name + "' " + layer.note);
+  return layer;
+}
+
+ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& input) const {
+  auto view = impl_->GetView(*this, spec);
+  std::vector<c10::IValue> stack{model_->module()._ivalue(), input};
+  if (view->rules) stack.emplace_back(static_cast<int64_t>(spec.rule));
+  c10::IValue result = (*view->function)(std::move(stack));
+  const auto& elements = result.toTupleRef().elements();
+  ProbeOutput out;
+  for (size_t i = 0; i < spec.taps.size(); ++i) out.taps.push_back(elements[i].toTensor());
+  if (spec.output) out.output = detail::FirstTensor(elements.back());
+  return out;
+}
+
+size_t Probe::ViewSize(const ViewSpec& spec) const {
+  auto view = impl_->GetView(*this, spec);
+  size_t count = 0;
+  for (auto it = view->graph->nodes().begin(); it != view->graph->nodes().end(); ++it) ++count;
+  return count;
+}
+
+}  // namespace cnnviz
