@@ -22,7 +22,9 @@ namespace {
   static const std::regex kVersion(R"(version[^0-9]*([0-9]+)[^0-9]+(?:maximum supported|supports up to)[^0-9]*([0-9]+))");
   std::smatch match;
   if (std::regex_search(message, match, kUnknownOp)) {
-    throw ModelError("model '" + path + "' uses operator " + match[1].str() + ", which LibTorch " +
+    std::string op = match[1].str();
+    while (!op.empty() && op.back() == '.') op.pop_back();
+    throw ModelError("model '" + path + "' uses operator " + op + ", which LibTorch " +
                      TorchVersion() +
                      " does not know (exported by a newer PyTorch?); re-export it with an older torch "
                      "or build cnnviz against a newer LibTorch");

@@ -181,6 +181,12 @@ TapGraph BuildTapGraph(const jit::Module& module) {
     }
   }
   jit::Inline(graph);
+  // Python-side warnings (googlenet's "always returns a tuple") would print on every run of every view.
+  std::vector<jit::Node*> warnings;
+  ForEachNode(graph.block(), [&](jit::Node* node) {
+    if (node->kind() == c10::aten::warn) warnings.push_back(node);
+  });
+  for (jit::Node* node : warnings) node->destroy();
   jit::ConstantPropagation(result.graph);
 
   if (result.sites.empty()) {

@@ -1,0 +1,75 @@
+// Loading: every kind of bad model file gets a one-line error of the documented class.
+#include <filesystem>
+
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+template <typename ErrorType>
+std::string LoadError(const std::string& path) {
+  try {
+    Model::Load(path, c10::Device(c10::kCPU));
+  } catch (const ErrorType& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    return message;
+  }
+  ADD_FAILURE() << "no error loading " << path;
+  return "";
+}
+
+TEST(ModelTest, MissingFile) {
+  EXPECT_NE(LoadError<InputError>(test::Fixture("no_such_model.pt")).find("does not exist"), std::string::npos);
+}
+
+TEST(ModelTest, NotTorchScript) {
+  EXPECT_NE(LoadError<InputError>(test::Fixture("garbage.pt")).find("not a TorchScript file"), std::string::npos);
+  EXPECT_NE(LoadError<InputError>(test::Fixture("state_dict.pt")).find("not a TorchScript file"),
+            std::string::npos);
+}
+
+TEST(ModelTest, UnknownOperatorIsNamed) {
+  const std::string message = LoadError<ModelError>(test::Fixture("future_op.pt"));
+  EXPECT_NE(message.find("aten::cnnviz_future_op,"), std::string::npos) << message;
+  EXPECT_NE(message.find("newer PyTorch"), std::string::npos) << message;
+}
+
+TEST(ModelTest, MalformedSidecar) {
+  const std::string message = LoadError<InputError>(test::Fixture("bad_sidecar.pt"));
+  EXPECT_NE(message.find("bad_sidecar.json"), std::string::npos) << message;
+  EXPECT_NE(message.find("not valid JSON"), std::string::npos) << message;
+}
+
+TEST(ModelTest, SidecarIsRead) {
+  auto model = Model::Load(test::Fixture("tinycnn_script.pt"), c10::Device(c10::kCPU));
+  const InputSpec& spec = model->input_spec();
+  EXPECT_EQ(spec.source, test::Fixture("tinycnn_script.json"));
+  EXPECT_EQ(spec.channels, 3);
+  EXPECT_EQ(spec.mean.size(), 3u);
+}
+
+TEST(ModelTest, MissingSidecarGivesDefaults) {
+  auto model = Model::Load(test::Fixture("frozen.pt"), c10::Device(c10::kCPU));
+  EXPECT_EQ(model->input_spec().source, "defaults");
+  EXPECT_EQ(model->input_spec().height, 224);
+}
+
+TEST(ModelTest, ParametersNeverRequireGradAndModuleIsInEvalMode) {
+  auto model = Model::Load(test::Fixture("resnet18_script.pt"), c10::Device(c10::kCPU));
+  at::Tensor input = at::randn({2, 3, 32, 32});
+  EXPECT_FALSE(model->Forward(input).requires_grad());
+  // Eval mode: batch statistics are not used, so one image gives the same logits alone or batched.
+  EXPECT_TRUE(at::allclose(model->Forward(input.slice(0, 0, 1)), model->Forward(input).slice(0, 0, 1), 1e-4, 1e-5));
+}
+
+TEST(ModelTest, PreprocessAppliesRangeMeanAndStdAndInverts) {
+  auto model = Model::Load(test::Fixture("resnet18_script.pt"), c10::Device(c10::kCPU));
+  at::Tensor image = at::rand({1, 3, 8, 8});
+  at::Tensor x = model->Preprocess(image);
+  EXPECT_NEAR(x[0][0][0][0].item<double>(), (image[0][0][0][0].item<double>() - 0.485) / 0.229, 1e-5);
+  EXPECT_TRUE(at::allclose(model->Deprocess(x), image, 1e-5, 1e-6));
+}
+
+}  // namespace
+}  // namespace cnnviz

@@ -1,0 +1,180 @@
+// Taps, final outputs and truncation against eager-PyTorch references, on torchvision architectures and
+// the bundled model, scripted and traced.
+#include <set>
+
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+using test::LoadFixtureModel;
+using test::LoadReference;
+using test::RelativeError;
+
+constexpr int64_t kSize = 64;  // tests/fixtures/make_fixtures.py REFERENCE_SIZE
+constexpr double kTolerance = 1e-5;
+
+class ProbeModelTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    model_ = LoadFixtureModel(GetParam() + ".pt", kSize);
+    probe_ = std::make_unique<Probe>(model_);
+    reference_ = LoadReference(test::Fixture(GetParam() + "_ref.pt"));
+    input_ = reference_.at("input").toTensor();
+  }
+
+  std::vector<std::string> ReferenceOrder() const {
+    std::vector<std::string> order;
+    for (const auto& name : reference_.at("order").toListRef()) order.push_back(name.toStringRef());
+    return order;
+  }
+
+  std::shared_ptr<Model> model_;
+  std::unique_ptr<Probe> probe_;
+  test::Reference reference_;
+  at::Tensor input_;
+};
+
+TEST_P(ProbeModelTest, ListsExactlyTheHookedLayers) {
+  std::set<std::string> listed;
+  for (const auto& layer : probe_->layers()) {
+    EXPECT_TRUE(layer.tappable) << layer.name;
+    listed.insert(layer.name);
+  }
+  const auto order = ReferenceOrder();
+  const std::set<std::string> hooked(order.begin(), order.end());
+  EXPECT_EQ(listed, hooked);
+}
+
+TEST_P(ProbeModelTest, EveryTapEqualsTheEagerHookOutput) {
+  ViewSpec spec;
+  spec.taps = ReferenceOrder();
+  spec.output = true;
+  at::NoGradGuard no_grad;
+  ProbeOutput out = probe_->Run(spec, input_);
+  ASSERT_EQ(out.taps.size(), spec.taps.size());
+  for (size_t i = 0; i < spec.taps.size(); ++i) {
+    const at::Tensor expected = reference_.at("tap:" + spec.taps[i]).toTensor();
+    EXPECT_LE(RelativeError(out.taps[i], expected), kTolerance) << spec.taps[i];
+    EXPECT_EQ(probe_->Find(spec.taps[i]).shape, expected.sizes().vec()) << spec.taps[i];
+  }
+  EXPECT_LE(RelativeError(out.output, reference_.at("output").toTensor()), kTolerance);
+}
+
+TEST_P(ProbeModelTest, FinalOutputEqualsModuleForwardExactly) {
+  at::NoGradGuard no_grad;
+  ViewSpec spec;
+  spec.taps = {ReferenceOrder().front()};
+  spec.output = true;
+  const at::Tensor expected = model_->Forward(input_);
+  EXPECT_TRUE(at::equal(probe_->Run(spec, input_).output, expected));
+}
+
+TEST_P(ProbeModelTest, TruncatedViewsReturnTheSameTapsAndRunLess) {
+  const std::string mid = reference_.at("mid_layer").toStringRef();
+  at::NoGradGuard no_grad;
+  ViewSpec truncated{{mid}, /*output=*/false};
+  ViewSpec full{{mid}, /*output=*/true};
+  const at::Tensor cut = probe_->Run(truncated, input_).taps[0];
+  const at::Tensor whole = probe_->Run(full, input_).taps[0];
+  EXPECT_TRUE(at::equal(cut, whole));
+  EXPECT_LT(probe_->ViewSize(truncated), probe_->ViewSize(full));
+  // The first layer alone needs only a handful of nodes.
+  ViewSpec first{{ReferenceOrder().front()}, false};
+  EXPECT_LT(probe_->ViewSize(first), probe_->ViewSize(truncated));
+}
+
+TEST_P(ProbeModelTest, InputGradientsUnderEveryRuleMatchThePythonReference) {
+  const std::string mid = reference_.at("mid_layer").toStringRef();
+  for (BackwardRule rule : {BackwardRule::kGradient, BackwardRule::kDeconvNet, BackwardRule::kGuided}) {
+    for (const std::string objective : {"logit", "mid"}) {
+      at::Tensor input = input_.clone().requires_grad_(true);
+      ViewSpec spec;
+      spec.rule = rule;
+      if (objective == "logit") {
+        spec.taps = {mid};
+        spec.output = true;
+        probe_->Run(spec, input).output.select(0, 0).select(0, 7).backward();
+      } else {
+        spec.taps = {mid};
+        probe_->Run(spec, input).taps[0].sum().backward();
+      }
+      const at::Tensor expected = reference_.at("grad:" + ToString(rule) + ":" + objective).toTensor();
+      EXPECT_LE(RelativeError(input.grad(), expected), kTolerance) << ToString(rule) << " " << objective;
+      EXPECT_GT(input.grad().abs().sum().item<double>(), 0.0) << ToString(rule) << " " << objective;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, ProbeModelTest,
+                         ::testing::Values("alexnet_script", "alexnet_trace", "vgg16_script", "vgg16_trace",
+                                           "resnet18_script", "resnet18_trace", "googlenet_script",
+                                           "googlenet_trace", "mobilenet_v2_script", "mobilenet_v2_trace",
+                                           "tinycnn_script", "tinycnn_trace"),
+                         [](const auto& info) { return info.param; });
+
+TEST(ProbeTest, UnknownLayerSuggestsTheClosestNames) {
+  Probe probe(test::LoadFixtureModel("alexnet_script.pt", kSize));
+  try {
+    probe.Find("features.1O");
+    FAIL() << "expected UsageError";
+  } catch (const UsageError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("unknown layer 'features.1O'"), std::string::npos) << message;
+    EXPECT_NE(message.find("'features.10'"), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos);
+  }
+}
+
+TEST(ProbeTest, AliasesFromTheSidecarResolve) {
+  Probe probe(test::LoadFixtureModel("alexnet_script.pt", kSize));
+  EXPECT_EQ(probe.Find("conv5").name, "features.10");
+  EXPECT_EQ(probe.Find("features.10").alias, "conv5");
+}
+
+TEST(ProbeTest, RepeatedCallsGetNumberedTaps) {
+  // resnet18's BasicBlock calls its one ReLU module twice.
+  Probe probe(test::LoadFixtureModel("resnet18_script.pt", kSize));
+  EXPECT_EQ(probe.Find("layer1.0.relu#1").type, "ReLU");
+}
+
+TEST(ProbeTest, FrozenModelsFallBackToOpLevelTaps) {
+  auto model = test::LoadFixtureModel("frozen.pt", 32);
+  Probe probe(model);
+  EXPECT_TRUE(probe.op_level());
+  ASSERT_FALSE(probe.warnings().empty());
+  EXPECT_NE(probe.warnings()[0].find("frozen"), std::string::npos);
+  const LayerInfo& conv = probe.Find("conv2d_0");
+  EXPECT_EQ(conv.shape, (std::vector<int64_t>{1, 4, 30, 30}));
+  at::Tensor input = at::randn({1, 3, 32, 32});
+  ViewSpec spec{{"linear_0"}, true};
+  ProbeOutput out = probe.Run(spec, input);
+  EXPECT_TRUE(at::equal(out.taps[0], model->Forward(input)));
+}
+
+TEST(ProbeTest, CallsInsideControlFlowAreReportedNotSkipped) {
+  Probe probe(test::LoadFixtureModel("control_flow.pt", 32));
+  bool reported = false;
+  for (const auto& layer : probe.layers()) {
+    if (layer.name == "b") {
+      EXPECT_FALSE(layer.tappable);
+      reported = true;
+    }
+  }
+  EXPECT_TRUE(reported);
+  EXPECT_THROW(probe.Find("b"), ModelError);
+  EXPECT_NO_THROW(probe.Find("a"));
+}
+
+TEST(ProbeTest, InputTooSmallIsAModelError) {
+  auto model = test::LoadFixtureModel("alexnet_script.pt", 16);
+  try {
+    Probe probe(model);
+    FAIL() << "expected ModelError";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("too small"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz
