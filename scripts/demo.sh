@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, then runs cnnviz on the bundled model and a freshly generated
+# concept dataset. Results go to out/demo/.
+#   scripts/demo.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+"$root/scripts/build.sh"
+build=${CNNVIZ_BUILD_DIR:-$root/build}
+out=$root/out/demo
+mkdir -p "$out"
+cnnviz=$build/apps/cnnviz
+model=$root/models/tinycnn.pt
+dataset=$root/dataset/concepts
+if [ ! -f "$dataset/index.csv" ]; then
+  echo "demo: generating the concept dataset (Broden format) in $dataset" >&2
+  /usr/bin/python3 "$root/models/make_concepts.py" --out "$dataset" --count 500 --seed 0 >/dev/null
+fi
+echo "== cnnviz layers --model models/tinycnn.pt"
+"$cnnviz" layers --model "$model"
+"$cnnviz" layers --model "$model" --json > "$out/layers.json"
+echo "demo: wrote $out/layers.json; dataset in $dataset" >&2
