@@ -12,7 +12,9 @@ using test::LoadReference;
 using test::RelativeError;
 
 constexpr int64_t kSize = 64;  // tests/fixtures/make_fixtures.py REFERENCE_SIZE
-constexpr double kTolerance = 1e-5;
+// Python and LibTorch may pick different kernels and thread splits: float32 rounding accumulates to
+// ~2e-5 (relative) after mobilenet_v2's 52 layers. Outputs of the C++ runtime itself are compared exactly.
+constexpr double kTolerance = 1e-4;
 
 class ProbeModelTest : public ::testing::TestWithParam<std::string> {
  protected:

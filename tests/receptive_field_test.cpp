@@ -21,10 +21,14 @@ std::vector<int64_t> ClippedBox(const ReceptiveField& field, int64_t i, int64_t 
           std::min(box[3], width)};
 }
 
+// Input gradient of the most active channel at position (i, j) of `layer` (an inactive unit would have
+// no gradient at all behind its ReLU).
 at::Tensor UnitGradient(const Probe& probe, const std::string& layer, int64_t i, int64_t j, int64_t size) {
   at::Tensor input = at::rand({1, 3, size, size}).requires_grad_(true);
   ViewSpec spec{{layer}, false};
-  probe.Run(spec, input).taps[0].index({0, 0, i, j}).backward();
+  const at::Tensor out = probe.Run(spec, input).taps[0];
+  const int64_t channel = out.index({0, at::indexing::Slice(), i, j}).argmax().item<int64_t>();
+  out.index({0, channel, i, j}).backward();
   return input.grad();
 }
 

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <vector>
 
+#include "cnnviz/actmax_command.h"
 #include "cnnviz/common.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/version.h"
@@ -15,7 +16,7 @@
 namespace {
 
 using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::GlobalOptions&);
-const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand};
+const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';
@@ -38,6 +39,15 @@ int main(int argc, char** argv) {
   std::vector<std::function<void()>> runners;
   for (AddCommand add : kCommands) runners.push_back(add(app, global));
 
+  std::string names;
+  bool known = argc < 2 || argv[1][0] == '-';
+  for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
+    names += (names.empty() ? "" : ", ") + command->get_name();
+    known = known || command->get_name() == argv[1];
+  }
+  if (!known) {
+    return Fail(cnnviz::ExitCode::kUsage, "unknown command '" + std::string(argv[1]) + "' (commands: " + names + ")");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -57,6 +57,16 @@ size_t EditDistance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// TorchScript interpreter errors put the real cause on the last non-empty line.
+std::string LastMeaningfulLine(const std::string& message) {
+  std::string best;
+  std::istringstream lines(message);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find_first_not_of(" \t") != std::string::npos) best = line;
+  }
+  return FirstLine(best.substr(best.find_first_not_of(" \t") == std::string::npos ? 0 : best.find_first_not_of(" \t")));
+}
+
 bool IsTooSmallMessage(const std::string& message) {
   for (const char* marker : {"too small", "Kernel size can't be greater", "non-positive", "output size"}) {
     if (message.find(marker) != std::string::npos) return true;
@@ -197,14 +207,17 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
   try {
     at::NoGradGuard no_grad;
     out = Run(all, input);
-  } catch (const c10::Error& e) {
-    const std::string message = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    // Scripted models raise torch::jit::JITException, whose first line is generic: search it all.
+    const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+    const std::string message = torch_error ? torch_error->what_without_backtrace() : e.what();
     if (IsTooSmallMessage(message)) {
       throw ModelError("input size " + std::to_string(spec.height) + "x" + std::to_string(spec.width) +
-                       " is too small for model '" + model_->path() + "': " + FirstLine(message));
+                       " is too small for model '" + model_->path() + "' (a layer's output would be empty); " +
+                       "use a larger --input-size");
     }
     throw ModelError("model '" + model_->path() + "' fails on a " + std::to_string(spec.height) + "x" +
-                     std::to_string(spec.width) + " input: " + FirstLine(message));
+                     std::to_string(spec.width) + " input: " + LastMeaningfulLine(message));
   }
   size_t next = 0;
   for (auto& layer : impl_->layers) {

@@ -1,0 +1,224 @@
+#include "cnnviz/actmax_command.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/logging.h"
+#include "cnnviz/io/grid.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/image_folder.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/report.h"
+#include "cnnviz/units.h"
+
+namespace cnnviz::app {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string ImageStem(const UnitImage& unit) {
+  if (!unit.layer.empty()) {
+    std::string stem = unit.layer + "_" + std::to_string(unit.unit);
+    if (unit.copy > 0) stem += "_" + std::to_string(unit.copy);
+    return SafeFileName(stem);
+  }
+  if (unit.unit >= 0) return SafeFileName("class_" + std::to_string(unit.unit) + (unit.copy ? "_" + std::to_string(unit.copy) : ""));
+  return "objective" + (unit.copy ? "_" + std::to_string(unit.copy) : std::string());
+}
+
+// The largest objective value each unit reaches on real images (model input size, no transforms).
+struct TopNatural {
+  float value;
+  std::string image;
+};
+std::vector<TopNatural> ReferenceTop(const Probe& probe, const std::vector<UnitImage>& units,
+                                     const std::string& folder) {
+  const Model& model = probe.model();
+  const InputSpec& spec = model.input_spec();
+  std::vector<Objective> objectives;
+  for (const auto& unit : units) objectives.push_back(ParseObjective(unit.objective));
+  bool needs_output = false;
+  const std::vector<std::string> layers = LayersOf(objectives, &needs_output);
+  const ViewSpec view{layers, needs_output};
+  std::vector<TopNatural> top(units.size(), TopNatural{-INFINITY, ""});
+  const std::vector<std::string> paths = ListImages(folder);
+  constexpr size_t kBatch = 16;
+  at::NoGradGuard no_grad;
+  for (size_t start = 0; start < paths.size(); start += kBatch) {
+    std::vector<at::Tensor> images;
+    std::vector<std::string> names;
+    for (size_t i = start; i < std::min(paths.size(), start + kBatch); ++i) {
+      try {
+        images.push_back(at::upsample_bilinear2d(ReadImage(paths[i]).unsqueeze(0), {spec.height, spec.width}, false));
+        names.push_back(paths[i]);
+      } catch (const InputError& e) {
+        Log()->warn("skipping {}", e.what());
+      }
+    }
+    if (images.empty()) continue;
+    const at::Tensor batch = at::cat(images).to(model.device());
+    const ProbeOutput out = probe.Run(view, model.Preprocess(batch));
+    for (size_t u = 0; u < units.size(); ++u) {
+      const std::vector<Objective> repeated(images.size(), objectives[u]);
+      const at::Tensor values = EvaluateObjectives(repeated, batch, layers, out.taps, out.output).to(at::kCPU);
+      const int64_t best = values.argmax().item<int64_t>();
+      if (values[best].item<float>() > top[u].value) top[u] = {values[best].item<float>(), names[best]};
+    }
+  }
+  return top;
+}
+
+}  // namespace
+
+void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
+  const auto start = std::chrono::steady_clock::now();
+  if (!options.units_text.empty()) options.method.units = ParseUnits(options.units_text);
+  options.method.seed = global.seed;
+  options.method.Check();
+  std::shared_ptr<Model> model = LoadModel(options.model, global);
+  Probe probe(model);
+
+  auto last_report = std::chrono::steady_clock::now();
+  ActivationMaximization method(probe);
+  ActMaxResult result = method.Run(options.method, [&](int64_t batch, int64_t batches, int64_t step, int64_t steps) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_report > std::chrono::seconds(3) || (batch + 1 == batches && step == steps)) {
+      Log()->info("batch {}/{}: step {}/{}", batch + 1, batches, step, steps);
+      last_report = now;
+    }
+  });
+
+  const fs::path out(options.out);
+  std::error_code ec;
+  fs::create_directories(out / "units", ec);
+  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
+  if (options.save_arrays) fs::create_directories(out / "arrays", ec);
+
+  std::vector<TopNatural> natural;
+  if (!options.reference_dataset.empty()) natural = ReferenceTop(probe, result.units, options.reference_dataset);
+
+  std::vector<std::string> captions;
+  json units = json::array();
+  for (size_t i = 0; i < result.units.size(); ++i) {
+    const UnitImage& unit = result.units[i];
+    const std::string stem = ImageStem(unit);
+    WritePng((out / "units" / (stem + ".png")).string(), result.images[i]);
+    json record = {{"label", unit.label},
+                   {"layer", unit.layer},
+                   {"unit", unit.unit},
+                   {"copy", unit.copy},
+                   {"objective", unit.objective},
+                   {"final_value", unit.final_value},
+                   {"curve", unit.curve},
+                   {"image", "units/" + stem + ".png"}};
+    if (options.save_arrays) {
+      WriteNpy((out / "arrays" / (stem + ".npy")).string(), result.images[i]);
+      record["array"] = "arrays/" + stem + ".npy";
+    }
+    if (!natural.empty()) {
+      record["reference_top"] = {{"value", natural[i].value}, {"image", natural[i].image}};
+      record["ratio_to_reference"] = natural[i].value > 0 ? json(unit.final_value / natural[i].value) : json(nullptr);
+    }
+    units.push_back(record);
+    captions.push_back(unit.label);
+  }
+  WritePng((out / "grid.png").string(), MakeGrid(result.images, captions));
+
+  const ActMaxOptions& m = options.method;
+  json report = ReportHeader("actmax", *model, global.seed);
+  report["options"] = {{"layer", m.layer},
+                       {"units", options.units_text.empty() ? "all" : options.units_text},
+                       {"objective", m.expression.empty() ? m.objective : "expression"},
+                       {"expression", m.expression},
+                       {"direction", m.direction_file},
+                       {"steps", m.render.steps},
+                       {"lr", m.render.learning_rate},
+                       {"size", m.param.height},
+                       {"batch", m.batch},
+                       {"diversity", m.diversity},
+                       {"diversity_weight", m.diversity_weight},
+                       {"param", m.param.kind},
+                       {"decorrelate", m.param.decorrelate},
+                       {"transforms", m.transforms},
+                       {"decay", m.render.decay},
+                       {"blur_every", m.render.blur_every},
+                       {"blur_sigma", m.render.blur_sigma},
+                       {"clip_percentile", m.render.clip_percentile},
+                       {"reference_dataset", options.reference_dataset},
+                       {"save_arrays", options.save_arrays}};
+  report["resized_to_model_input"] = result.resized_to_model;
+  report["curve_steps"] = result.curve_steps;
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double steps = static_cast<double>(m.render.steps) *
+                       std::ceil(static_cast<double>(result.units.size()) / std::max<int64_t>(1, m.batch));
+  report["timings"] = {{"optimize_seconds", result.seconds},
+                       {"total_seconds", total},
+                       {"ms_per_step", 1000.0 * result.seconds / std::max(1.0, steps)},
+                       {"units_per_minute", 60.0 * static_cast<double>(result.units.size()) / result.seconds}};
+  report["units"] = units;
+  WriteJson((out / "report.json").string(), report);
+  Log()->info("wrote {} image(s) to {} in {:.1f} s", result.units.size(), options.out, total);
+}
+
+std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<ActMaxCommandOptions>();
+  ActMaxOptions& m = options->method;
+  CLI::App* command = app.add_subcommand(
+      "actmax", "Activation maximization: synthesize the image a unit, channel, class or direction prefers");
+  AddModelOptions(*command, options->model);
+  command->add_option("-l,--layer", m.layer, "Layer to visualize (module path or alias; see `cnnviz layers`)");
+  command->add_option("-u,--unit,--units", options->units_text,
+                      "Unit(s): 42, 0-63, 1,5,9 or all (default all); class indices for --objective class");
+  command->add_option("--objective", m.objective, "channel (map mean), neuron (map centre), class (logit) or direction")
+      ->check(CLI::IsMember({"channel", "neuron", "class", "direction"}))
+      ->capture_default_str();
+  command->add_option("--direction", m.direction_file, "For --objective direction: text file, one number per unit");
+  command->add_option("--expr", m.expression,
+                      "Objective expression, e.g. \"conv5:42 + 0.5*conv4:7 - 0.05*tv\" (replaces --layer/--units)");
+  command->add_option("--steps", m.render.steps, "Optimization steps")->capture_default_str();
+  command->add_option("--lr", m.render.learning_rate, "Adam learning rate")->capture_default_str();
+  command->add_option("--size", m.param.height, "Image side in pixels")->capture_default_str();
+  command->add_option("--batch", m.batch, "Images optimized together (whole layers go fastest batched)")
+      ->capture_default_str();
+  command->add_option("--diversity", m.diversity, "Images per unit, pushed apart by Olah's diversity term")
+      ->capture_default_str();
+  command->add_option("--diversity-weight", m.diversity_weight, "Weight of the diversity term")->capture_default_str();
+  command->add_option("--param", m.param.kind, "Image parameterization: fft (1/f Fourier) or pixel")
+      ->check(CLI::IsMember({"fft", "pixel"}))
+      ->capture_default_str();
+  command->add_flag("--decorrelate,!--no-decorrelate", m.param.decorrelate,
+                    "Lucid's decorrelated colour space (default on)");
+  command->add_option("--transforms", m.transforms, "standard (Lucid's jitter/scale/rotate) or none")
+      ->check(CLI::IsMember({"standard", "none"}))
+      ->capture_default_str();
+  command->add_option("--decay", m.render.decay, "Yosinski L2 decay per step (pixel param)")->capture_default_str();
+  command->add_option("--blur-every", m.render.blur_every, "Yosinski Gaussian blur every N steps (pixel param; 0 = off)")
+      ->capture_default_str();
+  command->add_option("--blur-sigma", m.render.blur_sigma, "Sigma of that blur")->capture_default_str();
+  command->add_option("--clip-percentile", m.render.clip_percentile,
+                      "Yosinski: zero pixels whose norm is below this percentile (pixel param; 0 = off)")
+      ->capture_default_str();
+  command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
+  command->add_flag("--save-arrays", options->save_arrays, "Also write each image as float32 .npy [3,H,W]");
+  command->add_option("--reference-dataset", options->reference_dataset,
+                      "Image folder: report each unit's top activation on real images beside the synthetic one");
+  command->footer(
+      "Outputs in --out: grid.png (all images, labelled), units/<layer>_<unit>.png, report.json (options,\n"
+      "per-unit final objective and curve, timings), arrays/*.npy with --save-arrays.\n"
+      "Examples:\n"
+      "  cnnviz actmax --model models/tinycnn.pt --layer conv5 --unit 42\n"
+      "  cnnviz actmax --model models/tinycnn.pt --layer conv3 --units all --batch 64 --steps 256\n"
+      "  cnnviz actmax --model alexnet.pt --objective class --unit 130 --size 224\n"
+      "  cnnviz actmax --model models/tinycnn.pt --expr \"conv5:3 + 0.5*conv4:7 - 0.05*tv\"");
+  return [options, &global, command]() {
+    if (!command->parsed()) return;
+    options->method.param.width = options->method.param.height;
+    RunActMax(*options, global);
+  };
+}
+
+}  // namespace cnnviz::app

@@ -1,0 +1,13 @@
+// Unit lists on the command line: "42", "0-63", "1,5,9-12", "all".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cnnviz::app {
+
+// Parses a unit list; "all" gives an empty vector (= every unit). Throws UsageError on bad syntax.
+std::vector<int64_t> ParseUnits(const std::string& text);
+
+}  // namespace cnnviz::app

@@ -1,0 +1,206 @@
+#include "cnnviz/methods/activation_maximization.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/logging.h"
+
+namespace cnnviz {
+namespace {
+
+struct Element {
+  Objective objective;
+  UnitImage record;
+  uint64_t seed = 0;
+};
+
+std::vector<Element> BuildElements(const ActMaxOptions& options, const Probe& probe) {
+  std::vector<Element> elements;
+  auto add_copies = [&](const Objective& objective, const std::string& label, const std::string& layer,
+                        int64_t unit) {
+    for (int64_t copy = 0; copy < options.diversity; ++copy) {
+      Element element;
+      element.objective = objective;
+      element.record.label = copy == 0 ? label : label + "#" + std::to_string(copy);
+      element.record.objective = objective.ToString();
+      element.record.layer = layer;
+      element.record.unit = unit;
+      element.record.copy = copy;
+      element.seed = static_cast<uint64_t>(unit + 1) * 1024ULL + static_cast<uint64_t>(copy);
+      elements.push_back(element);
+    }
+  };
+  if (!options.expression.empty()) {
+    Objective objective = ParseObjective(options.expression);
+    CheckObjective(objective, probe);
+    add_copies(objective, objective.ToString(), "", -1);
+    return elements;
+  }
+  std::vector<int64_t> units = options.units;
+  if (options.objective == "class") {
+    ViewSpec spec{{}, true};
+    for (int64_t unit : units) {
+      Objective objective;
+      ObjectiveTerm term;
+      term.kind = ObjectiveTerm::Kind::kClass;
+      term.unit = unit;
+      objective.terms.push_back(term);
+      add_copies(objective, objective.ToString(), "", unit);
+    }
+    return elements;
+  }
+  const LayerInfo& layer = probe.Find(options.layer);
+  if (units.empty()) {
+    for (int64_t unit = 0; unit < layer.units; ++unit) units.push_back(unit);
+  }
+  at::Tensor direction;
+  if (options.objective == "direction") {
+    direction = ParseObjective("dir(" + options.layer + "," + options.direction_file + ")").terms[0].direction;
+  }
+  for (int64_t unit : units) {
+    Objective objective;
+    ObjectiveTerm term;
+    term.layer = options.layer;
+    term.unit = unit;
+    if (options.objective == "neuron") term.kind = ObjectiveTerm::Kind::kNeuron;
+    if (options.objective == "direction") {
+      term.kind = ObjectiveTerm::Kind::kDirection;
+      term.path = options.direction_file;
+      term.direction = direction;
+      term.unit = 0;
+    }
+    objective.terms.push_back(term);
+    CheckObjective(objective, probe);
+    add_copies(objective, options.objective == "direction" ? objective.ToString() : options.layer + ":" + std::to_string(unit),
+               options.layer, unit);
+    if (options.objective == "direction") break;  // one direction, one image (times diversity)
+  }
+  return elements;
+}
+
+int64_t CheckClasses(const std::vector<Element>& elements, const Probe& probe, const at::Tensor& logits) {
+  const int64_t classes = logits.size(1);
+  for (const auto& element : elements) {
+    for (const auto& term : element.objective.terms) {
+      if (term.kind == ObjectiveTerm::Kind::kClass && (term.unit < 0 || term.unit >= classes)) {
+        throw UsageError("class " + std::to_string(term.unit) + " is out of range (the model has " +
+                         std::to_string(classes) + " outputs: 0-" + std::to_string(classes - 1) + ")");
+      }
+    }
+  }
+  return classes;
+}
+
+}  // namespace
+
+void ActMaxOptions::Check() const {
+  if (expression.empty()) {
+    if (objective != "channel" && objective != "neuron" && objective != "class" && objective != "direction") {
+      throw UsageError("--objective must be channel, neuron, class or direction, not '" + objective + "'");
+    }
+    if (objective != "class" && layer.empty()) throw UsageError("--layer is required (or give --expr)");
+    if (objective == "class" && units.empty()) throw UsageError("--objective class needs --unit/--units (class indices)");
+    if (objective == "direction" && direction_file.empty()) throw UsageError("--objective direction needs --direction FILE");
+    for (int64_t unit : units) {
+      if (unit < 0) throw UsageError("units must be non-negative");
+    }
+  }
+  if (diversity < 1) throw UsageError("--diversity must be at least 1");
+  if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (diversity > 1 && layer.empty() && expression.empty()) throw UsageError("--diversity needs --layer");
+  param.Check();
+  render.Check();
+  TransformsByName(transforms);
+}
+
+ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Progress& progress) const {
+  options.Check();
+  const auto start = std::chrono::steady_clock::now();
+  const Model& model = probe_.model();
+  std::vector<Element> elements = BuildElements(options, probe_);
+  std::vector<Objective> all_objectives;
+  for (const auto& element : elements) all_objectives.push_back(element.objective);
+  bool needs_output = false;
+  std::vector<std::string> layers = LayersOf(all_objectives, &needs_output);
+  // Diversity reads the visualized layer (or the expression's first layer).
+  std::string diversity_layer;
+  if (options.diversity > 1) {
+    diversity_layer = !options.layer.empty() ? options.layer : (layers.empty() ? "" : layers.front());
+    if (diversity_layer.empty()) throw UsageError("--diversity needs an objective that reads a layer");
+    if (std::find(layers.begin(), layers.end(), diversity_layer) == layers.end()) layers.push_back(diversity_layer);
+  }
+  const size_t diversity_index = std::find(layers.begin(), layers.end(), diversity_layer) - layers.begin();
+  const ViewSpec view{layers, needs_output};
+
+  // Can the network take the image at its own size? If not (fixed-size classifiers), resize to the
+  // model's input size before every forward pass.
+  ActMaxResult result;
+  const InputSpec& spec = model.input_spec();
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor probe_image = at::full({1, spec.channels, options.param.height, options.param.width}, 0.5,
+                                            at::TensorOptions().device(model.device()));
+    try {
+      ProbeOutput out = probe_.Run(view, model.Preprocess(probe_image));
+      if (needs_output) CheckClasses(elements, probe_, out.output);
+    } catch (const c10::Error&) {
+      result.resized_to_model = true;
+      Log()->info("the model cannot take {}x{} images; resizing them to its input size {}x{}", options.param.height,
+                  options.param.width, spec.height, spec.width);
+      ProbeOutput out = probe_.Run(view, model.Preprocess(at::upsample_bilinear2d(
+                                             probe_image, {spec.height, spec.width}, false)));
+      if (needs_output) CheckClasses(elements, probe_, out.output);
+    }
+  }
+  const bool resize = result.resized_to_model;
+  for (const auto& layer : layers) {
+    if (probe_.Find(layer).shape.size() != 4 && !diversity_layer.empty() && layer == diversity_layer) {
+      throw UsageError("--diversity needs a layer with spatial extent; '" + layer + "' has none");
+    }
+  }
+
+  const Transform transform = TransformsByName(options.transforms);
+  const int64_t per_batch = std::max<int64_t>(1, options.batch / options.diversity) * options.diversity;
+  const int64_t total = static_cast<int64_t>(elements.size());
+  const int64_t batches = (total + per_batch - 1) / per_batch;
+  std::vector<at::Tensor> images;
+  for (int64_t b = 0; b < batches; ++b) {
+    const int64_t begin = b * per_batch, end = std::min(total, begin + per_batch);
+    std::vector<Objective> objectives;
+    std::vector<uint64_t> seeds;
+    for (int64_t i = begin; i < end; ++i) {
+      objectives.push_back(elements[i].objective);
+      seeds.push_back(elements[i].seed);
+    }
+    auto param = ImageParam::Create(options.param, options.seed, seeds, model.device());
+    Rng rng(options.seed);
+    BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed) {
+      at::Tensor x = transformed;
+      if (resize) x = at::upsample_bilinear2d(x, {spec.height, spec.width}, false);
+      ProbeOutput out = probe_.Run(view, model.Preprocess(x));
+      at::Tensor values = EvaluateObjectives(objectives, image, layers, out.taps, out.output);
+      if (!diversity_layer.empty()) {
+        values = values - options.diversity_weight * DiversityPenalty(out.taps[diversity_index], options.diversity);
+      }
+      return values;
+    };
+    StepCallback on_step;
+    if (progress) on_step = [&](int64_t step, int64_t steps) { progress(b, batches, step, steps); };
+    RenderResult rendered = Render(*param, objective, transform, rng, options.render, on_step);
+    images.push_back(rendered.images.to(at::kCPU));
+    result.curve_steps = rendered.curve_steps;
+    for (int64_t i = begin; i < end; ++i) {
+      UnitImage record = elements[i].record;
+      record.final_value = rendered.final_values[i - begin].item<float>();
+      record.curve = rendered.curves[i - begin];
+      result.units.push_back(record);
+    }
+  }
+  result.images = at::cat(images);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace cnnviz
