@@ -112,6 +112,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                    {"unit", unit.unit},
                    {"copy", unit.copy},
                    {"objective", unit.objective},
+                   {"initial_value", unit.initial_value},
                    {"final_value", unit.final_value},
                    {"curve", unit.curve},
                    {"image", "units/" + stem + ".png"}};
@@ -149,6 +150,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"blur_sigma", m.render.blur_sigma},
                        {"clip_percentile", m.render.clip_percentile},
                        {"reference_dataset", options.reference_dataset},
+                       {"truncate", m.truncate},
                        {"save_arrays", options.save_arrays}};
   report["resized_to_model_input"] = result.resized_to_model;
   report["curve_steps"] = result.curve_steps;
@@ -202,6 +204,8 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--clip-percentile", m.render.clip_percentile,
                       "Yosinski: zero pixels whose norm is below this percentile (pixel param; 0 = off)")
       ->capture_default_str();
+  command->add_flag("!--no-truncation", m.truncate,
+                    "Run the whole network every step instead of cutting it after the layer (benchmarks)");
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each image as float32 .npy [3,H,W]");
   command->add_option("--reference-dataset", options->reference_dataset,

@@ -132,7 +132,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     if (std::find(layers.begin(), layers.end(), diversity_layer) == layers.end()) layers.push_back(diversity_layer);
   }
   const size_t diversity_index = std::find(layers.begin(), layers.end(), diversity_layer) - layers.begin();
-  const ViewSpec view{layers, needs_output};
+  const ViewSpec view{layers, needs_output || !options.truncate};
 
   // Can the network take the image at its own size? If not (fixed-size classifiers), resize to the
   // model's input size before every forward pass.
@@ -193,6 +193,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     result.curve_steps = rendered.curve_steps;
     for (int64_t i = begin; i < end; ++i) {
       UnitImage record = elements[i].record;
+      record.initial_value = rendered.initial_values[i - begin].item<float>();
       record.final_value = rendered.final_values[i - begin].item<float>();
       record.curve = rendered.curves[i - begin];
       result.units.push_back(record);

@@ -48,6 +48,11 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
   }
   torch::optim::Adam optimizer(param.Parameters(), torch::optim::AdamOptions(options.learning_rate));
   RenderResult result;
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor initial = param.Image();
+    result.initial_values = objective(initial, initial).detach().to(at::kCPU, at::kFloat);
+  }
   int64_t n = 0;
   for (int64_t step = 1; step <= options.steps; ++step) {
     optimizer.zero_grad();

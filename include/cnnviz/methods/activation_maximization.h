@@ -49,6 +49,9 @@ struct ActMaxOptions {
   std::string transforms = "standard";
   // Steps, learning rate, Yosinski regularizers.
   RenderOptions render;
+  // Cut the network after the deepest layer the objective reads (the Probe's truncation). Default true;
+  // false runs the whole network every step (for benchmarks).
+  bool truncate = true;
   // Seed for initialization and transforms. Default 0.
   uint64_t seed = 0;
   // Throws UsageError for inconsistent options (checks against the model happen in Run).
@@ -61,6 +64,7 @@ struct UnitImage {
   std::string layer;       // "" for class / expression objectives
   int64_t unit = -1;
   int64_t copy = 0;        // diversity index
+  float initial_value = 0; // objective of the initial image, no transforms
   float final_value = 0;   // objective of the final image, no transforms
   std::vector<float> curve;
 };

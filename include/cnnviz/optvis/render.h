@@ -40,6 +40,7 @@ using StepCallback = std::function<void(int64_t, int64_t)>;
 
 struct RenderResult {
   at::Tensor images;                       // [N,3,H,W] in [0,1], detached
+  at::Tensor initial_values;               // [N], objective of the initial images without transforms
   at::Tensor final_values;                 // [N], objective of the final images without transforms
   std::vector<int64_t> curve_steps;        // steps at which the curve was recorded
   std::vector<std::vector<float>> curves;  // [N][records], objective under transforms at those steps

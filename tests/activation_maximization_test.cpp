@@ -1,0 +1,152 @@
+// Activation maximization: known answers on hand-set detectors, the objective rises, batching and
+// seeds do not change results, bad requests fail clearly.
+#include "cnnviz/methods/activation_maximization.h"
+
+#include <ATen/ATen.h>
+
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+ActMaxOptions Quick(const std::string& layer, std::vector<int64_t> units, int64_t steps, int64_t size) {
+  ActMaxOptions options;
+  options.layer = layer;
+  options.units = std::move(units);
+  options.render.steps = steps;
+  options.render.record_every = 4;
+  options.param.height = options.param.width = size;
+  return options;
+}
+
+TEST(ActivationMaximizationTest, RedDetectorYieldsARedImage) {
+  Probe probe(test::LoadFixtureModel("detectors.pt", 64));
+  ActMaxOptions pixel = Quick("relu", {0}, 64, 64);
+  pixel.param.kind = "pixel";
+  pixel.param.decorrelate = false;  // decorrelated colours reach pure red more slowly
+  at::Tensor mean = ActivationMaximization(probe).Run(pixel).images[0].mean(at::IntArrayRef{1, 2});
+  EXPECT_GT(mean[0].item<float>(), 0.8f);
+  EXPECT_LT(mean[1].item<float>(), 0.25f);
+  EXPECT_LT(mean[2].item<float>(), 0.25f);
+  // The Fourier parameterization moves more slowly but the same way.
+  mean = ActivationMaximization(probe).Run(Quick("relu", {0}, 256, 64)).images[0].mean(at::IntArrayRef{1, 2});
+  EXPECT_GT(mean[0].item<float>() - std::max(mean[1].item<float>(), mean[2].item<float>()), 0.3f);
+}
+
+// Energy of horizontal (across columns) over vertical (across rows) differences of the grey image.
+double VerticalStructure(const at::Tensor& image) {
+  const at::Tensor grey = image.mean(0);
+  const double across_columns = (grey.slice(1, 1) - grey.slice(1, 0, -1)).pow(2).mean().item<double>();
+  const double across_rows = (grey.slice(0, 1) - grey.slice(0, 0, -1)).pow(2).mean().item<double>();
+  return across_columns / across_rows;
+}
+
+TEST(ActivationMaximizationTest, LineDetectorsYieldLinesOfTheirOrientation) {
+  Probe probe(test::LoadFixtureModel("detectors.pt", 64));
+  ActMaxOptions options = Quick("relu", {1, 2}, 64, 64);
+  options.param.kind = "pixel";
+  const ActMaxResult result = ActivationMaximization(probe).Run(options);
+  EXPECT_GT(VerticalStructure(result.images[0]), 3.0);        // vertical-line unit
+  EXPECT_LT(VerticalStructure(result.images[1]), 1.0 / 3.0);  // horizontal-line unit
+}
+
+class ObjectiveRisesTest : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
+
+TEST_P(ObjectiveRisesTest, ForEveryParameterization) {
+  const auto& [model, kind, decorrelate] = GetParam();
+  const bool bundled = model == "tinycnn_script";
+  Probe probe(test::LoadFixtureModel(model + ".pt", 64));
+  ActMaxOptions options = Quick(bundled ? "conv4" : "layer2", {3, 11}, 48, 64);
+  options.param.kind = kind;
+  options.param.decorrelate = decorrelate;
+  const ActMaxResult result = ActivationMaximization(probe).Run(options);
+  for (const UnitImage& unit : result.units) {
+    ASSERT_GE(unit.curve.size(), 3u);
+    EXPECT_GT(unit.curve.back(), unit.curve.front()) << unit.label;
+    EXPECT_GT(unit.final_value, unit.initial_value) << unit.label;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Parameterizations, ObjectiveRisesTest,
+                         ::testing::Combine(::testing::Values("tinycnn_script", "resnet18_script"),
+                                            ::testing::Values("fft", "pixel"), ::testing::Bool()));
+
+TEST(ActivationMaximizationTest, BatchedEqualsOneAtATime) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("conv3", {1, 5, 9}, 12, 48);
+  options.batch = 3;
+  const ActMaxResult together = ActivationMaximization(probe).Run(options);
+  options.batch = 1;
+  const ActMaxResult alone = ActivationMaximization(probe).Run(options);
+  // Batched and single convolutions round differently (~1e-7); Adam turns near-zero gradient noise into
+  // full-size steps, so a few pixels may drift, but images and objectives agree.
+  EXPECT_LT((together.images - alone.images).abs().mean().item<float>(), 2e-3f);
+  EXPECT_LT((together.images - alone.images).abs().max().item<float>(), 0.05f);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NEAR(together.units[i].final_value, alone.units[i].final_value,
+                1e-2 * (1 + std::abs(alone.units[i].final_value)));
+  }
+}
+
+TEST(ActivationMaximizationTest, SameSeedSameImagesOtherSeedOtherImages) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("conv2", {4}, 6, 48);
+  const at::Tensor first = ActivationMaximization(probe).Run(options).images;
+  EXPECT_TRUE(at::equal(first, ActivationMaximization(probe).Run(options).images));
+  options.seed = 1;
+  EXPECT_FALSE(at::equal(first, ActivationMaximization(probe).Run(options).images));
+}
+
+TEST(ActivationMaximizationTest, DiversityGivesDifferentImagesPerUnit) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("conv3", {2}, 16, 48);
+  options.diversity = 3;
+  const ActMaxResult result = ActivationMaximization(probe).Run(options);
+  ASSERT_EQ(result.units.size(), 3u);
+  EXPECT_EQ(result.units[1].label, "conv3:2#1");
+  EXPECT_GT((result.images[0] - result.images[1]).abs().mean().item<float>(), 1e-3f);
+}
+
+TEST(ActivationMaximizationTest, ExpressionsAndClassObjectives) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("", {}, 8, 48);
+  options.expression = "conv5:3 + 0.5*conv4:7 - 0.1*tv";
+  ActMaxResult result = ActivationMaximization(probe).Run(options);
+  ASSERT_EQ(result.units.size(), 1u);
+  EXPECT_EQ(result.units[0].objective, "conv5:3 + 0.5*conv4:7 - 0.1*tv");
+  ActMaxOptions classes = Quick("", {2, 5}, 8, 48);
+  classes.objective = "class";
+  result = ActivationMaximization(probe).Run(classes);
+  EXPECT_EQ(result.units.size(), 2u);
+  EXPECT_EQ(result.units[1].objective, "class:5");
+}
+
+TEST(ActivationMaximizationTest, BadRequestsAreUsageErrors) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActivationMaximization method(probe);
+  EXPECT_THROW(method.Run(Quick("conv5", {128}, 2, 32)), UsageError);  // conv5 has 128 units
+  EXPECT_THROW(method.Run(Quick("conv9", {1}, 2, 32)), UsageError);
+  ActMaxOptions bad_expression = Quick("", {}, 2, 32);
+  bad_expression.expression = "conv5:1 +";
+  EXPECT_THROW(method.Run(bad_expression), UsageError);
+  ActMaxOptions bad_class = Quick("", {12}, 2, 32);
+  bad_class.objective = "class";
+  EXPECT_THROW(method.Run(bad_class), UsageError);  // 12 classes: 0-11
+  ActMaxOptions pixel_ops = Quick("conv2", {1}, 2, 32);
+  pixel_ops.render.blur_every = 2;
+  EXPECT_THROW(method.Run(pixel_ops), UsageError);  // blur needs --param pixel
+}
+
+TEST(ActivationMaximizationTest, YosinskiRegularizersRunOnPixels) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("conv2", {1}, 8, 48);
+  options.param.kind = "pixel";
+  options.render.decay = 0.01;
+  options.render.blur_every = 4;
+  options.render.clip_percentile = 10;
+  const ActMaxResult result = ActivationMaximization(probe).Run(options);
+  EXPECT_TRUE(at::isfinite(result.images).all().item<bool>());
+}
+
+}  // namespace
+}  // namespace cnnviz

@@ -1,0 +1,75 @@
+// Objective expressions: parsing, round trips, errors; the diversity penalty.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/optvis/objective.h"
+
+namespace cnnviz {
+namespace {
+
+TEST(ObjectiveTest, ParsesLucidStyleSums) {
+  const Objective objective = ParseObjective("conv5:42 + 0.5*conv4:7 - tv");
+  ASSERT_EQ(objective.terms.size(), 3u);
+  EXPECT_EQ(objective.terms[0].layer, "conv5");
+  EXPECT_EQ(objective.terms[0].unit, 42);
+  EXPECT_DOUBLE_EQ(objective.terms[1].weight, 0.5);
+  EXPECT_EQ(objective.terms[1].layer, "conv4");
+  EXPECT_EQ(objective.terms[2].kind, ObjectiveTerm::Kind::kTotalVariation);
+  EXPECT_DOUBLE_EQ(objective.terms[2].weight, -1.0);
+  EXPECT_EQ(objective.ToString(), "conv5:42 + 0.5*conv4:7 - tv");
+}
+
+TEST(ObjectiveTest, NeuronsClassesAndModulePaths) {
+  const Objective objective = ParseObjective("-2*layer4.1.conv2:3@1,2 + class:7 + relu#1:0");
+  EXPECT_EQ(objective.terms[0].kind, ObjectiveTerm::Kind::kNeuron);
+  EXPECT_EQ(objective.terms[0].layer, "layer4.1.conv2");
+  EXPECT_EQ(objective.terms[0].y, 1);
+  EXPECT_EQ(objective.terms[0].x, 2);
+  EXPECT_DOUBLE_EQ(objective.terms[0].weight, -2.0);
+  EXPECT_EQ(objective.terms[1].kind, ObjectiveTerm::Kind::kClass);
+  EXPECT_EQ(objective.terms[1].unit, 7);
+  EXPECT_EQ(objective.terms[2].layer, "relu#1");
+  EXPECT_EQ(ParseObjective(objective.ToString()).ToString(), objective.ToString());
+}
+
+TEST(ObjectiveTest, SyntaxErrorsNameThePosition) {
+  for (const std::string bad : {"", "conv5", "conv5:", "conv5:x", "conv5:1 +", "0.5 conv5:1", "conv5:1 * 2",
+                                "dir(conv5, )", "conv5:1@3"}) {
+    try {
+      ParseObjective(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const UsageError& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+    }
+  }
+  try {
+    ParseObjective("conv5:1 ? conv4:2");
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("position 9"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ObjectiveTest, ChannelNeuronAndRegularizerValues) {
+  // Two elements, one 2-channel 3x3 tap.
+  const at::Tensor tap = at::arange(36, at::kFloat).view({2, 2, 3, 3});
+  const at::Tensor image = at::full({2, 3, 4, 4}, 0.5);
+  std::vector<Objective> objectives = {ParseObjective("a:1 - l2"), ParseObjective("2*a:0@0,2")};
+  const at::Tensor values = EvaluateObjectives(objectives, image, {"a"}, {tap}, at::Tensor());
+  EXPECT_FLOAT_EQ(values[0].item<float>(), 13.0f);      // mean of 9..17
+  EXPECT_FLOAT_EQ(values[1].item<float>(), 2 * 20.0f);  // element 1, channel 0, (0, 2)
+}
+
+TEST(ObjectiveTest, DiversityIsLowForDifferentAndHighForEqualImages) {
+  const at::Tensor a = at::rand({1, 4, 5, 5});
+  const at::Tensor same = DiversityPenalty(at::cat({a, a}), 2);
+  EXPECT_NEAR(same[0].item<float>(), 1.0f, 1e-5);
+  at::Tensor b = at::zeros({1, 4, 5, 5});
+  b[0][0] = 1.0;
+  at::Tensor c = at::zeros({1, 4, 5, 5});
+  c[0][1] = 1.0;
+  EXPECT_NEAR(DiversityPenalty(at::cat({b, c}), 2)[0].item<float>(), 0.0f, 1e-6);
+}
+
+}  // namespace
+}  // namespace cnnviz
