@@ -19,4 +19,7 @@ fi
 echo "== cnnviz layers --model models/tinycnn.pt"
 "$cnnviz" layers --model "$model"
 "$cnnviz" layers --model "$model" --json > "$out/layers.json"
-echo "demo: wrote $out/layers.json; dataset in $dataset" >&2
+echo "== cnnviz actmax --model models/tinycnn.pt --layer conv5 --units 0-15 --steps 128"
+"$cnnviz" actmax --model "$model" --layer conv5 --units 0-15 --steps 128 --out "$out/actmax" \
+  --reference-dataset "$dataset/images"
+echo "demo: wrote $out/layers.json and $out/actmax/ (grid.png, units/, report.json); dataset in $dataset" >&2

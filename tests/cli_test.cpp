@@ -4,6 +4,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cnnviz/io/image.h"
 #include "cnnviz/layers_command.h"
 #include "test_util.h"
 
@@ -91,6 +97,61 @@ TEST(CliTest, HelpAndVersion) {
   Result version = RunCli("--version");
   EXPECT_EQ(version.code, 0);
   EXPECT_NE(version.out.find("LibTorch"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+std::string TempDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "cnnviz_" + name + "_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+TEST(CliActMaxTest, WritesGridUnitsArraysAndReport) {
+  const std::string out = TempDir("actmax");
+  const std::string images = TempDir("natural");
+  std::filesystem::create_directories(images + "/sub");
+  for (int i = 0; i < 3; ++i) WritePng(images + "/sub/" + std::to_string(i) + ".png", at::rand({3, 40, 40}));
+  Result result = RunCli("actmax -q --device cpu --model " + test::Fixture("tinycnn_script.pt") +
+                         " --layer conv2 --units 0-3 --steps 4 --size 32 --batch 2 --save-arrays --out " + out +
+                         " --reference-dataset " + images);
+  ASSERT_EQ(result.code, 0) << result.out;
+  for (const char* file : {"grid.png", "report.json", "units/conv2_0.png", "units/conv2_3.png", "arrays/conv2_3.npy"}) {
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + file)) << file;
+  }
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["command"], "actmax");
+  EXPECT_EQ(report["options"]["steps"], 4);
+  EXPECT_EQ(report["options"]["param"], "fft");
+  ASSERT_EQ(report["units"].size(), 4u);
+  const auto& unit = report["units"][3];
+  EXPECT_EQ(unit["unit"], 3);
+  EXPECT_EQ(unit["image"], "units/conv2_3.png");
+  EXPECT_TRUE(unit.contains("reference_top"));
+  EXPECT_TRUE(unit["curve"].is_array());
+  // .npy: a 128-byte header ("<f4", shape (3, 32, 32)) then 3*32*32 floats.
+  EXPECT_EQ(std::filesystem::file_size(out + "/arrays/conv2_3.npy"), 128u + 3 * 32 * 32 * 4);
+  std::ifstream npy(out + "/arrays/conv2_3.npy", std::ios::binary);
+  std::string header(128, '\0');
+  npy.read(header.data(), 128);
+  EXPECT_EQ(header.substr(1, 5), "NUMPY");
+  EXPECT_NE(header.find("'shape': (3, 32, 32)"), std::string::npos) << header;
+}
+
+TEST(CliActMaxTest, BadRequestsFailBeforeWritingAnything) {
+  const std::string out = TempDir("actmax_bad");
+  const std::string model = " --device cpu --model " + test::Fixture("tinycnn_script.pt");
+  ExpectOneLineError("actmax" + model + " --layer conv5 --unit 500 --out " + out, 2, "out of range");
+  ExpectOneLineError("actmax" + model + " --layer conv55 --unit 1 --out " + out, 2, "did you mean");
+  ExpectOneLineError("actmax" + model + " --expr 'conv5:1 + * 2' --out " + out, 2, "objective");
+  ExpectOneLineError("actmax" + model + " --layer conv5 --units 9-3 --out " + out, 2, "backwards");
+  ExpectOneLineError("actmax --device cpu --model nowhere.pt --layer conv5 --out " + out, 3, "does not exist");
+  EXPECT_FALSE(std::filesystem::exists(out + "/report.json"));
 }
 
 }  // namespace

@@ -3,6 +3,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/seed.h"
@@ -18,6 +24,9 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& options) {
       ->capture_default_str();
   app.add_option("--device", options.device, "auto (CUDA when available), cpu, cuda or cuda:N")
       ->capture_default_str();
+  app.add_option("--threads", options.threads,
+                 "CPU threads for tensor ops (default 1; every core when OMP_WAIT_POLICY=PASSIVE is set)")
+      ->check(CLI::Range(0, 1024));
 }
 
 void SetupLogging(const GlobalOptions& options) {
@@ -28,6 +37,13 @@ void SetupLogging(const GlobalOptions& options) {
   }
   const auto level = options.quiet ? spdlog::level::err : spdlog::level::from_str(options.log_level);
   spdlog::set_level(level);
+  // OpenMP's default busy-waiting makes multi-threaded runs stall on small machines; with passive
+  // waiting every core helps. The policy is read when the process starts, so it is only observed here.
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const bool passive = policy != nullptr && std::string(policy) == "PASSIVE";
+  int threads = options.threads;
+  if (threads == 0) threads = passive ? static_cast<int>(std::thread::hardware_concurrency()) : 1;
+  at::set_num_threads(std::max(1, threads));
 }
 
 void AddModelOptions(CLI::App& command, ModelOptions& options) {

@@ -19,6 +19,7 @@ struct GlobalOptions {
   bool quiet = false;              // same as --log-level error
   uint64_t seed = 0;               // seeds every random generator
   std::string device = "auto";     // auto|cpu|cuda|cuda:N
+  int threads = 0;                 // intra-op CPU threads; 0 = 1, or every core when OMP_WAIT_POLICY=PASSIVE
 };
 
 // Adds the global flags to `app` (the top-level app; subcommands inherit them by fallthrough).

@@ -11,7 +11,8 @@ namespace cnnviz {
 void WriteNpy(const std::string& path, const at::Tensor& array) {
   const at::Tensor data = array.detach().to(at::kCPU, at::kFloat).contiguous();
   std::string shape = "(";
-  for (int64_t i = 0; i < data.dim(); ++i) shape += std::to_string(data.size(i)) + (data.dim() == 1 || i + 1 < data.dim() ? "," : "");
+  for (int64_t i = 0; i < data.dim(); ++i) shape += (i ? ", " : "") + std::to_string(data.size(i));
+  if (data.dim() == 1) shape += ",";  // a Python one-tuple
   shape += ")";
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
   // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, '\n'.

@@ -166,6 +166,8 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   const int64_t total = static_cast<int64_t>(elements.size());
   const int64_t batches = (total + per_batch - 1) / per_batch;
   std::vector<at::Tensor> images;
+  double warm_steps = 0, all_steps = 0;
+  int64_t warm_count = 0, all_count = 0;
   for (int64_t b = 0; b < batches; ++b) {
     const int64_t begin = b * per_batch, end = std::min(total, begin + per_batch);
     std::vector<Objective> objectives;
@@ -190,6 +192,14 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     if (progress) on_step = [&](int64_t step, int64_t steps) { progress(b, batches, step, steps); };
     RenderResult rendered = Render(*param, objective, transform, rng, options.render, on_step);
     images.push_back(rendered.images.to(at::kCPU));
+    for (size_t s = 0; s < rendered.step_seconds.size(); ++s) {
+      all_steps += rendered.step_seconds[s];
+      ++all_count;
+      if (static_cast<int64_t>(s) >= ActMaxResult::kWarmupSteps) {
+        warm_steps += rendered.step_seconds[s];
+        ++warm_count;
+      }
+    }
     result.curve_steps = rendered.curve_steps;
     for (int64_t i = begin; i < end; ++i) {
       UnitImage record = elements[i].record;
@@ -200,6 +210,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     }
   }
   result.images = at::cat(images);
+  result.ms_per_step = 1000.0 * (warm_count > 0 ? warm_steps / warm_count : all_steps / std::max<int64_t>(1, all_count));
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

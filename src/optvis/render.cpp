@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "cnnviz/core/error.h"
@@ -55,6 +56,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
   }
   int64_t n = 0;
   for (int64_t step = 1; step <= options.steps; ++step) {
+    const auto started = std::chrono::steady_clock::now();
     optimizer.zero_grad();
     const at::Tensor image = param.Image();
     n = image.size(0);
@@ -73,6 +75,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
       for (int64_t i = 0; i < n; ++i) result.curves[i].push_back(host[i].item<float>());
       result.curve_steps.push_back(step);
     }
+    result.step_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (on_step) on_step(step, options.steps);
   }
   at::NoGradGuard no_grad;

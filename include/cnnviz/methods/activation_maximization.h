@@ -75,6 +75,10 @@ struct ActMaxResult {
   std::vector<int64_t> curve_steps;  // steps of UnitImage::curve
   bool resized_to_model = false;     // images were resized to the model's input size before the network
   double seconds = 0;
+  // Mean wall time of a step once warm (steps after the first kWarmupSteps of each batch, which include
+  // TorchScript's profiling runs), in milliseconds; the whole mean when there are no others.
+  double ms_per_step = 0;
+  static constexpr int64_t kWarmupSteps = 3;
 };
 
 class ActivationMaximization {

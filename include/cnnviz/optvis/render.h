@@ -44,6 +44,7 @@ struct RenderResult {
   at::Tensor final_values;                 // [N], objective of the final images without transforms
   std::vector<int64_t> curve_steps;        // steps at which the curve was recorded
   std::vector<std::vector<float>> curves;  // [N][records], objective under transforms at those steps
+  std::vector<double> step_seconds;        // wall time of every step
 };
 
 // Maximizes the sum over the batch of `objective`. Deterministic for a given rng state.

@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""Activation-maximization benchmark: cnnviz against the plain-Python loop, as ratios from one run.
+
+    /usr/bin/python3 bench/actmax_bench.py [--build build] [--steps 32] [--quick]
+
+Measures, all at 128x128, fft + decorrelated parameterization, Lucid's standard transforms, 1 intra-op
+thread and OMP_WAIT_POLICY=PASSIVE for both sides:
+  1. per-step time at batch 1 (one unit): bench/actmax_baseline.py vs `cnnviz actmax`;
+  2. whole-layer throughput (units per minute): all 64 channels of the bundled model's conv3 and
+     channels 0-63 of resnet18 layer2, `cnnviz actmax --batch 64` against one unit at a time
+     (the Python loop, and cnnviz itself at --batch 1);
+  3. truncation's share: the same batched run with --no-truncation (whole network every step).
+One-at-a-time rates are measured on 8 units and are rates (units per minute), so they compare with
+the 64-unit batched runs directly.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
+
+
+def run_cnnviz(binary, model, layer, units, batch, steps, extra=()):
+    with tempfile.TemporaryDirectory() as out:
+        command = [binary, "actmax", "-q", "--device", "cpu", "--model", model, "--layer", layer, "--units", units,
+                   "--batch", str(batch), "--steps", str(steps), "--size", "128", "--out", out, *extra]
+        subprocess.run(command, check=True, env=ENV)
+        with open(os.path.join(out, "report.json")) as handle:
+            timings = json.load(handle)["timings"]
+    return timings["ms_per_step"], timings["units_per_minute"]
+
+
+def run_python(arch, weights, layer, units, batch, steps):
+    command = [sys.executable, os.path.join(ROOT, "bench", "actmax_baseline.py"), "--arch", arch, "--layer", layer,
+               "--units", units, "--batch", str(batch), "--steps", str(steps), "--size", "128", "--threads", "1",
+               "--json"]
+    if weights:
+        command += ["--weights-from", weights]
+    result = json.loads(subprocess.run(command, check=True, env=ENV, capture_output=True, text=True).stdout)
+    return result["ms_per_step"], result["units_per_minute"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"), help="build folder (default build/)")
+    parser.add_argument("--steps", type=int, default=32, help="steps per run (default 32)")
+    args = parser.parse_args()
+    binary = os.path.join(args.build, "apps", "cnnviz")
+    data = os.path.join(args.build, "bench-data")
+    os.makedirs(data, exist_ok=True)
+    resnet = os.path.join(data, "resnet18.pt")
+    if not os.path.exists(resnet):
+        subprocess.run([sys.executable, os.path.join(ROOT, "models", "export_torchvision.py"), "--arch", "resnet18",
+                        "--script", "--out", resnet, "--input-size", "224"], check=True, env=ENV,
+                       stdout=subprocess.DEVNULL)
+    tiny = os.path.join(ROOT, "models", "tinycnn.pt")
+    cases = [("tinycnn", tiny, None, "conv3", "conv5"), ("resnet18", resnet, resnet, "layer2", "layer2")]
+    steps = args.steps
+    print(f"activation maximization, 128x128, fft+decorrelate, standard transforms, {steps} steps, "
+          "1 thread, OMP_WAIT_POLICY=PASSIVE")
+    for arch, model, weights, layer, single_layer in cases:
+        py_ms, _ = run_python(arch, weights, single_layer, "3", 1, steps)
+        cpp_ms, _ = run_cnnviz(binary, model, single_layer, "3", 1, steps)
+        print(f"\n[{arch}] 1. per step, one unit of {single_layer}: python {py_ms:.1f} ms, cnnviz {cpp_ms:.1f} ms "
+              f"-> {py_ms / cpp_ms:.2f}x")
+        _, py_rate = run_python(arch, weights, layer, "0-7", 1, steps)
+        _, one_rate = run_cnnviz(binary, model, layer, "0-7", 1, steps)
+        _, batch_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps)
+        _, full_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps, ["--no-truncation"])
+        print(f"[{arch}] 2. whole layer {layer}, units/minute: python one-at-a-time {py_rate:.1f}, "
+              f"cnnviz one-at-a-time {one_rate:.1f}, cnnviz batch 64 {batch_rate:.1f}")
+        print(f"          batched vs python one-at-a-time {batch_rate / py_rate:.2f}x, "
+              f"vs cnnviz one-at-a-time {batch_rate / one_rate:.2f}x")
+        print(f"[{arch}] 3. truncation: batch 64 without it {full_rate:.1f} units/minute -> truncation gives "
+              f"{batch_rate / full_rate:.2f}x of the {batch_rate / py_rate:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
