@@ -85,6 +85,13 @@ TEST(ReceptiveFieldTest, KnownValuesOfAlexNetAndResNet18) {
   EXPECT_EQ(resnet.Find("layer4").receptive_field.size[0], 435);
   EXPECT_EQ(resnet.Find("layer4").receptive_field.stride[0], 32);
   EXPECT_TRUE(resnet.Find("fc").receptive_field.global);
+  // The bundled model: 3x3 convolutions and 2x2 max pools (scripted F.max_pool2d with list arguments).
+  for (const std::string model : {"tinycnn_script.pt", "tinycnn_trace.pt"}) {
+    Probe tiny(test::LoadFixtureModel(model, 64));
+    EXPECT_EQ(tiny.Find("conv3").receptive_field.size[0], 18) << model;
+    EXPECT_EQ(tiny.Find("conv5").receptive_field.size[1], 46) << model;
+    EXPECT_EQ(tiny.Find("conv5").receptive_field.stride[0], 8) << model;
+  }
 }
 
 }  // namespace

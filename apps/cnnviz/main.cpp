@@ -9,6 +9,7 @@
 
 #include "cnnviz/actmax_command.h"
 #include "cnnviz/common.h"
+#include "cnnviz/deconv_command.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/version.h"
 #include "cnnviz/layers_command.h"
@@ -16,7 +17,8 @@
 namespace {
 
 using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::GlobalOptions&);
-const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand};
+const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand,
+                                 &cnnviz::app::AddDeconvCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';

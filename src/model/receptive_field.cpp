@@ -43,9 +43,19 @@ const std::unordered_set<std::string>& PointwiseOps() {
 }
 
 std::optional<std::vector<int64_t>> IntList(jit::Value* value, size_t expand_to = 2) {
+  std::vector<int64_t> list;
+  // Lists are mutable, so constant propagation leaves prim::ListConstruct of constants in place.
+  if (value->node()->kind() == c10::prim::ListConstruct) {
+    for (jit::Value* element : value->node()->inputs()) {
+      auto item = jit::toIValue(element);
+      if (!item || !item->isInt()) return std::nullopt;
+      list.push_back(item->toInt());
+    }
+    if (list.size() == 1) list.assign(expand_to, list[0]);
+    return list;
+  }
   auto constant = jit::toIValue(value);
   if (!constant) return std::nullopt;
-  std::vector<int64_t> list;
   if (constant->isInt()) {
     list.assign(expand_to, constant->toInt());
   } else if (constant->isIntList()) {

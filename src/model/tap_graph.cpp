@@ -5,6 +5,7 @@
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/peephole.h>
 
 #include <algorithm>
 #include <map>
@@ -187,6 +188,9 @@ TapGraph BuildTapGraph(const jit::Module& module) {
     if (node->kind() == c10::aten::warn) warnings.push_back(node);
   });
   for (jit::Node* node : warnings) node->destroy();
+  // Functions inlined last (F.max_pool2d's `if stride is None`) still test lists against None:
+  // peephole folds those checks, so strides and kernels become constants the receptive-field walk reads.
+  jit::PeepholeOptimize(result.graph, /*disable_shape_peepholes=*/true);
   jit::ConstantPropagation(result.graph);
 
   if (result.sites.empty()) {

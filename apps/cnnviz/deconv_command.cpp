@@ -1,0 +1,197 @@
+#include "cnnviz/deconv_command.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/logging.h"
+#include "cnnviz/io/crop.h"
+#include "cnnviz/io/grid.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/image_sources.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/report.h"
+#include "cnnviz/units.h"
+
+namespace cnnviz::app {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+constexpr int64_t kMinTile = 48, kMaxTile = 128;
+
+}  // namespace
+
+void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
+  const auto start = std::chrono::steady_clock::now();
+  DeconvOptions& m = options.method;
+  m.layers = SplitList(options.layers_text);
+  if (!options.units_text.empty()) m.units = ParseUnits(options.units_text);
+  m.rule = ParseBackwardRule(options.rule);
+  m.Check();
+  if (options.dataset.empty() == options.image.empty()) throw UsageError("give exactly one of --dataset DIR and --image FILE");
+  std::shared_ptr<Model> model = LoadModel(options.model, global);
+  Probe probe(model);
+  DeconvNet method(probe);
+  const InputSpec& spec = model->input_spec();
+
+  std::unique_ptr<ImageSource> source;
+  std::vector<UnitTop> units;
+  ScanStats stats;
+  if (!options.image.empty()) {
+    if (m.layers.size() != 1) throw UsageError("--image takes one --layer");
+    source = ImageFiles({options.image});
+    at::Tensor image = source->Load(0);
+    image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+    units = method.StrongestUnits(image, m.layers[0], m.top);
+    stats.images = 1;
+  } else {
+    source = OpenImageDataset(options.dataset);
+    auto last = std::chrono::steady_clock::now();
+    units = method.Scan(*source, m, &stats, [&](size_t done, size_t total) {
+      if (std::chrono::steady_clock::now() - last > std::chrono::seconds(3)) {
+        Log()->info("scanned {}/{} images", done, total);
+        last = std::chrono::steady_clock::now();
+      }
+    });
+    for (const auto& [index, reason] : stats.skipped) Log()->warn("skipped {}", reason);
+  }
+  const auto scanned = std::chrono::steady_clock::now();
+  const auto projections = method.Project(*source, units, m);
+  const auto projected = std::chrono::steady_clock::now();
+
+  const fs::path out(options.out);
+  std::error_code ec;
+  fs::create_directories(out / "units", ec);
+  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
+  if (options.save_arrays) fs::create_directories(out / "arrays", ec);
+
+  json records = json::array();
+  std::vector<at::Tensor> mosaic;
+  std::vector<std::string> captions;
+  std::map<std::string, int64_t> tiles;
+  for (size_t u = 0; u < units.size(); ++u) {
+    const UnitTop& unit = units[u];
+    const LayerInfo& layer = probe.Find(unit.layer);
+    const ReceptiveField& field = layer.receptive_field;
+    const int64_t side = std::clamp<int64_t>(std::max(field.global ? spec.height : field.size[0], field.size[1]),
+                                             kMinTile, kMaxTile);
+    std::vector<at::Tensor> patches, shown;
+    json top = json::array();
+    const std::string stem = SafeFileName(unit.layer + "_" + std::to_string(unit.unit));
+    for (size_t r = 0; r < unit.top.size(); ++r) {
+      const TopActivation& entry = unit.top[r];
+      int64_t box[4] = {0, 0, spec.height, spec.width};
+      if (!field.global) field.Box(entry.y, entry.x, box);
+      at::Tensor image = source->Load(entry.image);
+      image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+      patches.push_back(ResizeSquare(CropBox(image, box, 0.5), side));
+      shown.push_back(ResizeSquare(CropBox(ProjectionToImage(projections[u][r]), box, 0.5), side));
+      json item = {{"image", source->Name(entry.image)},
+                   {"activation", entry.activation},
+                   {"position", {entry.y, entry.x}},
+                   {"box", {box[0], box[1], box[2], box[3]}}};
+      if (options.save_arrays) {
+        const std::string array = "arrays/" + stem + "_" + std::to_string(r) + ".npy";
+        WriteNpy((out / array).string(), projections[u][r]);
+        item["array"] = array;
+      }
+      top.push_back(item);
+    }
+    // Zeiler & Fergus's figure: projections on the left, the image patches on the right.
+    const int64_t columns = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(unit.top.size()))));
+    const at::Tensor left = MakeGrid(at::stack(shown), {}, columns);
+    const at::Tensor right = MakeGrid(at::stack(patches), {}, columns);
+    WritePng((out / "units" / (stem + ".png")).string(), at::cat({left, right}, 2));
+    mosaic.push_back(ResizeSquare(shown.front(), kMinTile * 2));
+    captions.push_back(unit.layer + ":" + std::to_string(unit.unit));
+    records.push_back({{"layer", unit.layer},
+                       {"unit", unit.unit},
+                       {"receptive_field", {{"size", {field.size[0], field.size[1]}},
+                                            {"stride", {field.stride[0], field.stride[1]}},
+                                            {"offset", {field.offset[0], field.offset[1]}},
+                                            {"global", field.global}}},
+                       {"figure", "units/" + stem + ".png"},
+                       {"top", top}});
+  }
+  if (!mosaic.empty()) WritePng((out / "grid.png").string(), MakeGrid(at::stack(mosaic), captions));
+
+  json skipped = json::array();
+  for (const auto& [index, reason] : stats.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
+  json report = ReportHeader("deconv", *model, global.seed);
+  report["options"] = {{"layers", m.layers},
+                       {"units", options.units_text.empty() ? "all" : options.units_text},
+                       {"top", m.top},
+                       {"rule", ToString(m.rule)},
+                       {"seed_from", m.seed_from},
+                       {"batch", m.batch},
+                       {"max_images", m.max_images},
+                       {"dataset", options.dataset},
+                       {"image", options.image},
+                       {"save_arrays", options.save_arrays}};
+  report["coordinates"] = "position: row, column in the layer's feature map; box: [y0, x0, y1, x1) in pixels of the "
+                          "image resized to the model input (" + std::to_string(spec.height) + "x" +
+                          std::to_string(spec.width) + "), may extend past the border";
+  report["images_scanned"] = stats.images;
+  report["images_skipped"] = skipped.size();
+  report["skipped"] = skipped;
+  const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  report["timings"] = {{"scan_seconds", seconds(start, scanned)},
+                       {"scan_images_per_second", stats.images / std::max(1e-9, stats.seconds)},
+                       {"project_seconds", seconds(scanned, projected)},
+                       {"total_seconds", seconds(start, std::chrono::steady_clock::now())}};
+  report["units"] = records;
+  WriteJson((out / "report.json").string(), report);
+  Log()->info("wrote {} unit figure(s) to {}", units.size(), options.out);
+}
+
+std::function<void()> AddDeconvCommand(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<DeconvCommandOptions>();
+  DeconvOptions& m = options->method;
+  CLI::App* command = app.add_subcommand(
+      "deconv", "DeconvNet: each unit's top dataset images and their projections back to pixel space");
+  AddModelOptions(*command, options->model);
+  command->add_option("-l,--layer,--layers", options->layers_text, "Layer(s), comma-separated, scanned in one pass")
+      ->required();
+  command->add_option("-u,--units", options->units_text, "Units of each layer: 0-15, 3,7 or all (default all)");
+  command->add_option("--dataset", options->dataset, "Image folder (recursive) or Broden root (uses its images)");
+  command->add_option("--image", options->image, "One image: its strongest units of --layer and their projections");
+  command->add_option("--top", m.top, "Images per unit (units per image with --image)")->capture_default_str();
+  command->add_option("--rule", options->rule, "Backward rule: deconvnet (Zeiler & Fergus), guided or gradient")
+      ->check(CLI::IsMember({"deconvnet", "guided", "gradient"}))
+      ->capture_default_str();
+  command->add_option("--seed-from", m.seed_from, "Project the activation at its maximum (max) or the whole map (map)")
+      ->check(CLI::IsMember({"max", "map"}))
+      ->capture_default_str();
+  command->add_option("--batch", m.batch, "Images per forward pass; projections per backward pass")->capture_default_str();
+  command->add_option("--max-images", m.max_images, "Scan at most this many images (0 = all)")->capture_default_str();
+  command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
+  command->add_flag("--save-arrays", options->save_arrays, "Also write raw projections as float32 .npy [3,H,W]");
+  command->footer(
+      "Outputs in --out: units/<layer>_<unit>.png (projections beside image patches, cropped to the unit's\n"
+      "receptive field), grid.png (every unit's strongest projection), report.json (per unit its top images\n"
+      "with activation, position and receptive-field box), arrays/*.npy with --save-arrays.\n"
+      "Undecodable images are skipped with a warning and listed in the report.\n"
+      "Examples:\n"
+      "  cnnviz deconv --model models/tinycnn.pt --layer conv5 --units 0-15 --dataset dataset/concepts\n"
+      "  cnnviz deconv --model alexnet.pt --layers conv3,conv5 --dataset photos/ --rule guided\n"
+      "  cnnviz deconv --model models/tinycnn.pt --layer conv4 --image cat.png --top 9");
+  return [options, &global, command]() {
+    if (command->parsed()) RunDeconv(*options, global);
+  };
+}
+
+}  // namespace cnnviz::app

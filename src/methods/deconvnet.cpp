@@ -1,0 +1,200 @@
+#include "cnnviz/methods/deconvnet.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "cnnviz/core/error.h"
+
+namespace cnnviz {
+namespace {
+
+const LayerInfo& SpatialLayer(const Probe& probe, const std::string& name) {
+  const LayerInfo& layer = probe.Find(name);
+  if (layer.shape.size() != 4) {
+    std::string shape;
+    for (size_t i = 0; i < layer.shape.size(); ++i) shape += (i ? "x" : "") + std::to_string(layer.shape[i]);
+    throw UsageError("layer '" + name + "' has no spatial extent (output " + shape +
+                     "): DeconvNet projects one unit at one position; choose a convolutional layer");
+  }
+  return layer;
+}
+
+// Running top-k of every unit of one layer, updated a batch at a time without per-image loops.
+struct LayerTopK {
+  at::Tensor units;      // [U] channel indices kept
+  at::Tensor values;     // [U, k]
+  at::Tensor images;     // [U, k] image indices (-1 = empty)
+  at::Tensor positions;  // [U, k] flat position in the map
+  int64_t width = 0;
+
+  void Update(const at::Tensor& activations, const at::Tensor& image_indices, int64_t k) {
+    // activations [B, C, H, W] -> per kept unit its maximum and where: [U, B].
+    const at::Tensor selected = activations.index_select(1, units.to(activations.device())).flatten(2);
+    const auto [maxima, argmax] = selected.max(2);
+    const at::Tensor batch_values = maxima.t().to(at::kCPU, at::kFloat);
+    const at::Tensor batch_positions = argmax.t().to(at::kCPU);
+    const at::Tensor batch_images = image_indices.unsqueeze(0).expand_as(batch_values);
+    const at::Tensor all_values = at::cat({values, batch_values}, 1);
+    const auto [kept, order] = all_values.topk(std::min<int64_t>(k, all_values.size(1)), 1);
+    images = at::cat({images, batch_images}, 1).gather(1, order);
+    positions = at::cat({positions, batch_positions}, 1).gather(1, order);
+    values = kept;
+  }
+};
+
+}  // namespace
+
+void DeconvOptions::Check() const {
+  if (layers.empty()) throw UsageError("--layer/--layers is required");
+  if (top < 1) throw UsageError("--top must be at least 1");
+  if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (seed_from != "max" && seed_from != "map") throw UsageError("--seed-from must be max or map, not '" + seed_from + "'");
+  for (int64_t unit : units) {
+    if (unit < 0) throw UsageError("units must be non-negative");
+  }
+}
+
+std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOptions& options, ScanStats* stats,
+                                     const Progress& progress) const {
+  options.Check();
+  const auto start = std::chrono::steady_clock::now();
+  const Model& model = probe_.model();
+  const InputSpec& spec = model.input_spec();
+  std::vector<LayerTopK> tops;
+  std::vector<std::string> names;
+  for (const auto& name : options.layers) {
+    const LayerInfo& layer = SpatialLayer(probe_, name);
+    names.push_back(layer.name);
+    std::vector<int64_t> units = options.units;
+    if (units.empty()) {
+      for (int64_t u = 0; u < layer.units; ++u) units.push_back(u);
+    }
+    for (int64_t u : units) {
+      if (u >= layer.units) {
+        throw UsageError("unit " + std::to_string(u) + " is out of range for layer '" + name + "' (" +
+                         std::to_string(layer.units) + " units: 0-" + std::to_string(layer.units - 1) + ")");
+      }
+    }
+    LayerTopK top;
+    top.units = at::tensor(units, at::kLong);
+    const int64_t count = static_cast<int64_t>(units.size());
+    top.values = at::full({count, 0}, -INFINITY, at::kFloat);
+    top.images = at::zeros({count, 0}, at::kLong);
+    top.positions = at::zeros({count, 0}, at::kLong);
+    top.width = layer.shape[3];
+    tops.push_back(top);
+  }
+  if (source.size() == 0) throw InputError("the dataset holds no images");
+  const ViewSpec view{names, false};
+  ScanStats local;
+  ScanStats& out = stats ? *stats : local;
+  BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, options.max_images);
+  const size_t total = options.max_images ? std::min(options.max_images, source.size()) : source.size();
+  ImageBatch batch;
+  size_t done = 0;
+  at::NoGradGuard no_grad;
+  while (prefetcher.Next(&batch)) {
+    for (const auto& failure : batch.failures) out.skipped.push_back(failure);
+    done += batch.indices.size() + batch.failures.size();
+    if (batch.indices.empty()) continue;
+    const ProbeOutput result = probe_.Run(view, model.Preprocess(batch.images));
+    const at::Tensor indices = at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
+    for (size_t l = 0; l < tops.size(); ++l) tops[l].Update(result.taps[l], indices, options.top);
+    out.images += batch.indices.size();
+    if (progress) progress(done, total);
+  }
+  if (out.images == 0) throw InputError("no image of the dataset could be decoded");
+  std::vector<UnitTop> units;
+  for (size_t l = 0; l < tops.size(); ++l) {
+    const LayerTopK& top = tops[l];
+    for (int64_t u = 0; u < top.units.size(0); ++u) {
+      UnitTop unit;
+      unit.layer = names[l];
+      unit.unit = top.units[u].item<int64_t>();
+      for (int64_t j = 0; j < top.values.size(1); ++j) {
+        const int64_t position = top.positions[u][j].item<int64_t>();
+        unit.top.push_back({static_cast<size_t>(top.images[u][j].item<int64_t>()), top.values[u][j].item<float>(),
+                            position / top.width, position % top.width});
+      }
+      units.push_back(unit);
+    }
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return units;
+}
+
+std::vector<std::vector<at::Tensor>> DeconvNet::Project(const ImageSource& source, const std::vector<UnitTop>& units,
+                                                        const DeconvOptions& options) const {
+  options.Check();
+  const Model& model = probe_.model();
+  const InputSpec& spec = model.input_spec();
+  struct Pair {
+    size_t unit, rank;
+  };
+  std::vector<Pair> pairs;
+  for (size_t u = 0; u < units.size(); ++u) {
+    for (size_t r = 0; r < units[u].top.size(); ++r) pairs.push_back({u, r});
+  }
+  std::vector<std::vector<at::Tensor>> projections(units.size());
+  for (size_t u = 0; u < units.size(); ++u) projections[u].resize(units[u].top.size());
+  for (size_t begin = 0; begin < pairs.size(); begin += static_cast<size_t>(options.batch)) {
+    const size_t end = std::min(pairs.size(), begin + static_cast<size_t>(options.batch));
+    std::vector<at::Tensor> images;
+    std::vector<std::string> layers;  // distinct layers of this batch
+    for (size_t p = begin; p < end; ++p) {
+      const UnitTop& unit = units[pairs[p].unit];
+      const size_t index = unit.top[pairs[p].rank].image;
+      at::Tensor image = source.Load(index);
+      if (image.size(1) != spec.height || image.size(2) != spec.width) {
+        image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+      }
+      images.push_back(image);
+      if (std::find(layers.begin(), layers.end(), unit.layer) == layers.end()) layers.push_back(unit.layer);
+    }
+    at::Tensor input = model.Preprocess(at::stack(images)).detach().requires_grad_(true);
+    ViewSpec view{layers, false, options.rule};
+    const ProbeOutput out = probe_.Run(view, input);
+    std::vector<at::Tensor> seeds;
+    for (size_t p = begin; p < end; ++p) {
+      const UnitTop& unit = units[pairs[p].unit];
+      const TopActivation& top = unit.top[pairs[p].rank];
+      const size_t layer = std::find(layers.begin(), layers.end(), unit.layer) - layers.begin();
+      const at::Tensor map = out.taps[layer][static_cast<int64_t>(p - begin)][unit.unit];
+      // Zeiler & Fergus: keep this activation (or this map), zero every other, and project it down.
+      if (options.seed_from == "max") {
+        const at::Tensor value = map[top.y][top.x];
+        seeds.push_back(value * value.detach());
+      } else {
+        seeds.push_back((map * map.detach()).sum());
+      }
+    }
+    at::stack(seeds).sum().backward();
+    const at::Tensor grads = input.grad().detach().to(at::kCPU);
+    for (size_t p = begin; p < end; ++p) {
+      projections[pairs[p].unit][pairs[p].rank] = grads[static_cast<int64_t>(p - begin)].clone();
+    }
+  }
+  return projections;
+}
+
+std::vector<UnitTop> DeconvNet::StrongestUnits(const at::Tensor& image, const std::string& layer_name,
+                                               int64_t count) const {
+  const LayerInfo& layer = SpatialLayer(probe_, layer_name);
+  const Model& model = probe_.model();
+  at::NoGradGuard no_grad;
+  const ProbeOutput out = probe_.Run(ViewSpec{{layer.name}, false}, model.Preprocess(image.unsqueeze(0)));
+  const at::Tensor maps = out.taps[0][0].flatten(1).to(at::kCPU, at::kFloat);  // [C, H*W]
+  const auto [maxima, argmax] = maps.max(1);
+  const auto [values, order] = maxima.topk(std::min<int64_t>(count, maxima.size(0)));
+  std::vector<UnitTop> units;
+  for (int64_t i = 0; i < order.size(0); ++i) {
+    const int64_t unit = order[i].item<int64_t>();
+    const int64_t position = argmax[unit].item<int64_t>();
+    units.push_back({layer.name, unit, {{0, values[i].item<float>(), position / layer.shape[3], position % layer.shape[3]}}});
+  }
+  return units;
+}
+
+}  // namespace cnnviz
