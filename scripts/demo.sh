@@ -22,4 +22,7 @@ echo "== cnnviz layers --model models/tinycnn.pt"
 echo "== cnnviz actmax --model models/tinycnn.pt --layer conv5 --units 0-15 --steps 128"
 "$cnnviz" actmax --model "$model" --layer conv5 --units 0-15 --steps 128 --out "$out/actmax" \
   --reference-dataset "$dataset/images"
-echo "demo: wrote $out/layers.json and $out/actmax/ (grid.png, units/, report.json); dataset in $dataset" >&2
+echo "== cnnviz deconv --model models/tinycnn.pt --layer conv4 --units 0-15 --dataset $dataset"
+"$cnnviz" deconv --model "$model" --layer conv4 --units 0-15 --dataset "$dataset" --out "$out/deconv"
+echo "demo: wrote $out/layers.json, $out/actmax/ and $out/deconv/ (grid.png, units/, report.json);" \
+  "dataset in $dataset" >&2

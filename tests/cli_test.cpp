@@ -156,3 +156,48 @@ TEST(CliActMaxTest, BadRequestsFailBeforeWritingAnything) {
 
 }  // namespace
 }  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+TEST(CliDeconvTest, WritesFiguresGridAndReport) {
+  const std::string out = TempDir("deconv");
+  Result result = RunCli("deconv -q --device cpu --model " + test::Fixture("tinycnn_script.pt") +
+                         " --layers conv3,conv5 --units 0-2 --top 4 --dataset " + test::Fixture("mixed_images") +
+                         " --save-arrays --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  for (const char* file : {"grid.png", "report.json", "units/conv3_0.png", "units/conv5_2.png", "arrays/conv5_2_0.npy"}) {
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + file)) << file;
+  }
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["command"], "deconv");
+  EXPECT_EQ(report["options"]["rule"], "deconvnet");
+  EXPECT_EQ(report["images_scanned"], 3);
+  EXPECT_EQ(report["images_skipped"], 1);
+  ASSERT_EQ(report["units"].size(), 6u);
+  const auto& top = report["units"][0]["top"];
+  ASSERT_EQ(top.size(), 3u);  // only three decodable images
+  EXPECT_EQ(top[0]["box"].size(), 4u);
+  EXPECT_GE(top[0]["activation"].get<double>(), top[1]["activation"].get<double>());
+}
+
+TEST(CliDeconvTest, OneImageModeAndErrors) {
+  const std::string out = TempDir("deconv_image");
+  Result result = RunCli("deconv -q --device cpu --model " + test::Fixture("tinycnn_script.pt") +
+                         " --layer conv4 --top 4 --rule guided --image " + test::Fixture("mixed_images/0.png") +
+                         " --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  std::ifstream in(out + "/report.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["units"].size(), 4u);
+  const std::string model = " --device cpu --model " + test::Fixture("tinycnn_script.pt");
+  ExpectOneLineError("deconv" + model + " --layer conv4 --dataset " + test::Fixture("empty_images"), 3, "no .jpg");
+  ExpectOneLineError("deconv" + model + " --layer classifier --dataset " + test::Fixture("concepts"), 2,
+                     "no spatial extent");
+  ExpectOneLineError("deconv" + model + " --layer conv4", 2, "--dataset");
+  ExpectOneLineError("deconv" + model + " --layer conv4 --image " + test::Fixture("mixed_images/broken.jpg"), 3,
+                     "cannot be decoded");
+}
+
+}  // namespace
+}  // namespace cnnviz

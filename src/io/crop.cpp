@@ -18,7 +18,12 @@ at::Tensor CropBox(const at::Tensor& image, const int64_t box[4], double fill) {
 }
 
 at::Tensor ProjectionToImage(const at::Tensor& projection) {
-  const double scale = projection.abs().max().item<double>();
+  // Projections are sparse with a few large spikes: scale by the 99th percentile of the non-zero
+  // magnitudes so the structure shows, clamping the spikes.
+  const at::Tensor magnitudes = projection.abs().flatten();
+  const at::Tensor nonzero = magnitudes.masked_select(magnitudes > 0);
+  if (nonzero.numel() == 0) return at::full_like(projection, 0.5);
+  const double scale = at::quantile(nonzero.to(at::kFloat), 0.99).item<double>();
   if (scale <= 0) return at::full_like(projection, 0.5);
   return (projection / (2.0 * scale) + 0.5).clamp(0, 1);
 }

@@ -9,7 +9,8 @@ namespace cnnviz {
 // [C, y1-y0, x1-x0] tensor with `fill` where the box leaves the image.
 at::Tensor CropBox(const at::Tensor& image, const int64_t box[4], double fill);
 
-// A signed projection [C,H,W] shown as an image: 0 -> grey, scaled by its largest magnitude.
+// A signed projection [C,H,W] shown as an image: 0 -> grey, +-(99th percentile of the non-zero
+// magnitudes) -> white/black, larger values clamped.
 at::Tensor ProjectionToImage(const at::Tensor& projection);
 
 // Bilinear resize of [C,H,W] to side x side.
