@@ -20,8 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
+from bench_common import ENV, ROOT, ensure_resnet18
 
 
 def run_cnnviz(binary, model, layer, units, batch, steps, extra=()):
@@ -50,13 +49,7 @@ def main():
     parser.add_argument("--steps", type=int, default=32, help="steps per run (default 32)")
     args = parser.parse_args()
     binary = os.path.join(args.build, "apps", "cnnviz")
-    data = os.path.join(args.build, "bench-data")
-    os.makedirs(data, exist_ok=True)
-    resnet = os.path.join(data, "resnet18.pt")
-    if not os.path.exists(resnet):
-        subprocess.run([sys.executable, os.path.join(ROOT, "models", "export_torchvision.py"), "--arch", "resnet18",
-                        "--script", "--out", resnet, "--input-size", "224"], check=True, env=ENV,
-                       stdout=subprocess.DEVNULL)
+    resnet = ensure_resnet18(args.build)
     tiny = os.path.join(ROOT, "models", "tinycnn.pt")
     cases = [("tinycnn", tiny, None, "conv3", "conv5"), ("resnet18", resnet, resnet, "layer2", "layer2")]
     steps = args.steps

@@ -29,8 +29,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
+from bench_common import ENV, ROOT, ensure_resnet18  # noqa: E402
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -130,13 +129,8 @@ def main():
     parser.add_argument("--size", type=int, default=224, help="model input side (default 224)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    data = os.path.join(args.build, "bench-data")
-    os.makedirs(data, exist_ok=True)
-    resnet = os.path.join(data, "resnet18.pt")
-    if not os.path.exists(resnet):
-        subprocess.run([sys.executable, os.path.join(ROOT, "models", "export_torchvision.py"), "--arch", "resnet18",
-                        "--script", "--out", resnet, "--input-size", "224"], check=True, env=ENV,
-                       stdout=subprocess.DEVNULL)
+    resnet = ensure_resnet18(args.build)
+    data = os.path.dirname(resnet)
     dataset = os.path.join(data, f"concepts{args.images}")
     if not os.path.exists(os.path.join(dataset, "index.csv")):
         subprocess.run([sys.executable, os.path.join(ROOT, "models", "make_concepts.py"), "--out", dataset,
