@@ -10,6 +10,7 @@
 #include "cnnviz/actmax_command.h"
 #include "cnnviz/common.h"
 #include "cnnviz/deconv_command.h"
+#include "cnnviz/dissect_command.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/version.h"
 #include "cnnviz/layers_command.h"
@@ -18,7 +19,8 @@ namespace {
 
 using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::GlobalOptions&);
 const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand,
-                                 &cnnviz::app::AddDeconvCommand};
+                                 &cnnviz::app::AddDeconvCommand,
+                                 &cnnviz::app::AddDissectCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';

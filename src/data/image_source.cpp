@@ -2,22 +2,21 @@
 
 #include <ATen/ATen.h>
 
-#include <future>
-
 #include "cnnviz/core/error.h"
+#include "cnnviz/data/prefetch.h"
 
 namespace cnnviz {
 
 struct BatchPrefetcher::Impl {
-  const ImageSource& source;
-  size_t batch, end, next = 0;
-  int64_t height, width;
-  std::future<ImageBatch> pending;
+  Prefetcher<ImageBatch> prefetcher;
+};
 
-  ImageBatch Decode(size_t begin) const {
+BatchPrefetcher::BatchPrefetcher(const ImageSource& source, size_t batch, int64_t height, int64_t width, size_t limit) {
+  const size_t total = limit ? std::min(limit, source.size()) : source.size();
+  auto decode = [&source, height, width](size_t begin, size_t end) {
     ImageBatch out;
     std::vector<at::Tensor> images;
-    for (size_t i = begin; i < std::min(end, begin + batch); ++i) {
+    for (size_t i = begin; i < end; ++i) {
       try {
         at::Tensor image = source.Load(i);
         if (image.size(1) != height || image.size(2) != width) {
@@ -31,31 +30,12 @@ struct BatchPrefetcher::Impl {
     }
     if (!images.empty()) out.images = at::stack(images);
     return out;
-  }
-
-  void Launch() {
-    if (next >= end) return;
-    const size_t begin = next;
-    next += batch;
-    pending = std::async(std::launch::async, [this, begin] { return Decode(begin); });
-  }
-};
-
-BatchPrefetcher::BatchPrefetcher(const ImageSource& source, size_t batch, int64_t height, int64_t width, size_t limit)
-    : impl_(new Impl{source, std::max<size_t>(1, batch), limit ? std::min(limit, source.size()) : source.size(), 0,
-                     height, width, {}}) {
-  impl_->Launch();
+  };
+  impl_.reset(new Impl{Prefetcher<ImageBatch>(total, batch, decode)});
 }
 
-BatchPrefetcher::~BatchPrefetcher() {
-  if (impl_->pending.valid()) impl_->pending.wait();
-}
+BatchPrefetcher::~BatchPrefetcher() = default;
 
-bool BatchPrefetcher::Next(ImageBatch* batch) {
-  if (!impl_->pending.valid()) return false;
-  *batch = impl_->pending.get();
-  impl_->Launch();
-  return true;
-}
+bool BatchPrefetcher::Next(ImageBatch* batch) { return impl_->prefetcher.Next(batch); }
 
 }  // namespace cnnviz

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "cnnviz/core/error.h"
+#include "src/methods/top_k.h"
 
 namespace cnnviz {
 namespace {
@@ -20,29 +21,6 @@ const LayerInfo& SpatialLayer(const Probe& probe, const std::string& name) {
   }
   return layer;
 }
-
-// Running top-k of every unit of one layer, updated a batch at a time without per-image loops.
-struct LayerTopK {
-  at::Tensor units;      // [U] channel indices kept
-  at::Tensor values;     // [U, k]
-  at::Tensor images;     // [U, k] image indices (-1 = empty)
-  at::Tensor positions;  // [U, k] flat position in the map
-  int64_t width = 0;
-
-  void Update(const at::Tensor& activations, const at::Tensor& image_indices, int64_t k) {
-    // activations [B, C, H, W] -> per kept unit its maximum and where: [U, B].
-    const at::Tensor selected = activations.index_select(1, units.to(activations.device())).flatten(2);
-    const auto [maxima, argmax] = selected.max(2);
-    const at::Tensor batch_values = maxima.t().to(at::kCPU, at::kFloat);
-    const at::Tensor batch_positions = argmax.t().to(at::kCPU);
-    const at::Tensor batch_images = image_indices.unsqueeze(0).expand_as(batch_values);
-    const at::Tensor all_values = at::cat({values, batch_values}, 1);
-    const auto [kept, order] = all_values.topk(std::min<int64_t>(k, all_values.size(1)), 1);
-    images = at::cat({images, batch_images}, 1).gather(1, order);
-    positions = at::cat({positions, batch_positions}, 1).gather(1, order);
-    values = kept;
-  }
-};
 
 }  // namespace
 
@@ -62,7 +40,7 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
   const auto start = std::chrono::steady_clock::now();
   const Model& model = probe_.model();
   const InputSpec& spec = model.input_spec();
-  std::vector<LayerTopK> tops;
+  std::vector<detail::LayerTopK> tops;
   std::vector<std::string> names;
   for (const auto& name : options.layers) {
     const LayerInfo& layer = SpatialLayer(probe_, name);
@@ -77,14 +55,7 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
                          std::to_string(layer.units) + " units: 0-" + std::to_string(layer.units - 1) + ")");
       }
     }
-    LayerTopK top;
-    top.units = at::tensor(units, at::kLong);
-    const int64_t count = static_cast<int64_t>(units.size());
-    top.values = at::full({count, 0}, -INFINITY, at::kFloat);
-    top.images = at::zeros({count, 0}, at::kLong);
-    top.positions = at::zeros({count, 0}, at::kLong);
-    top.width = layer.shape[3];
-    tops.push_back(top);
+    tops.emplace_back(units, layer.shape[3]);
   }
   if (source.size() == 0) throw InputError("the dataset holds no images");
   const ViewSpec view{names, false};
@@ -108,7 +79,7 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
   if (out.images == 0) throw InputError("no image of the dataset could be decoded");
   std::vector<UnitTop> units;
   for (size_t l = 0; l < tops.size(); ++l) {
-    const LayerTopK& top = tops[l];
+    const detail::LayerTopK& top = tops[l];
     for (int64_t u = 0; u < top.units.size(0); ++u) {
       UnitTop unit;
       unit.layer = names[l];

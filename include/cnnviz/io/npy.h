@@ -1,4 +1,5 @@
-// NumPy .npy files (format version 1.0, little-endian float32, C order) for --save-arrays.
+// NumPy .npy files (format version 1.0, little-endian, C order) for --save-arrays: float32, or int64
+// for integer tensors (exact counts), or float64 for double tensors.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,7 +8,7 @@
 
 namespace cnnviz {
 
-// Writes `array` as float32 .npy atomically; np.load(path) gives back the same shape and values.
+// Writes `array` atomically; np.load(path) gives back the same shape and values.
 void WriteNpy(const std::string& path, const at::Tensor& array);
 
 }  // namespace cnnviz

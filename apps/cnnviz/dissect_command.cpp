@@ -1,0 +1,288 @@
+#include "cnnviz/dissect_command.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/logging.h"
+#include "cnnviz/io/atomic_file.h"
+#include "cnnviz/io/crop.h"
+#include "cnnviz/io/figures.h"
+#include "cnnviz/io/grid.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/report.h"
+
+namespace cnnviz::app {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+std::string Format(double value) {
+  std::ostringstream out;
+  out << std::setprecision(6) << value;
+  return out.str();
+}
+
+std::string HtmlEscape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else out.push_back(c);
+  }
+  return out;
+}
+
+// NetDissect-Lite's tally.csv: unit, category, label, score, then per category
+// <cat>-label, <cat>-truth, <cat>-activation, <cat>-intersect, <cat>-iou. Units are 1-based as there.
+std::string TallyCsv(const LayerDissection& layer, const SegmentationSource& source) {
+  const auto& categories = source.categories();
+  const auto& labels = source.labels();
+  std::ostringstream csv;
+  csv << "unit,category,label,score";
+  for (const auto& category : categories) {
+    csv << ',' << category << "-label," << category << "-truth," << category << "-activation," << category
+        << "-intersect," << category << "-iou";
+  }
+  csv << '\n';
+  std::vector<const UnitDissection*> order;
+  for (const auto& unit : layer.units) order.push_back(&unit);
+  std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
+  for (const UnitDissection* unit : order) {
+    csv << unit->unit + 1 << ',' << (unit->category >= 0 ? categories[unit->category] : "") << ','
+        << labels[unit->best.label].name << ',' << Format(unit->best.iou);
+    for (size_t c = 0; c < categories.size(); ++c) {
+      const LabelScore& best = unit->per_category[c];
+      csv << ',' << (best.label ? labels[best.label].name : "") << ','
+          << layer.label_area[best.label].item<int64_t>() << ','
+          << layer.activated_area[unit->unit][static_cast<int64_t>(c)].item<int64_t>() << ','
+          << layer.intersection[unit->unit][best.label].item<int64_t>() << ',' << Format(best.iou);
+    }
+    csv << '\n';
+  }
+  return csv.str();
+}
+
+}  // namespace
+
+void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
+  const auto start = std::chrono::steady_clock::now();
+  DissectionOptions& m = options.method;
+  options.dataset_options.categories = SplitList(options.categories_text);
+  std::shared_ptr<Model> model = LoadModel(options.model, global);
+  Probe probe(model);
+  if (options.layers_text == "all-conv") {
+    for (const auto& layer : probe.layers()) {
+      if (layer.type == "Conv2d" && layer.tappable && layer.shape.size() == 4) m.layers.push_back(layer.name);
+    }
+    if (m.layers.empty()) throw UsageError("--layers all-conv: the model has no Conv2d layers; name layers instead");
+  } else {
+    m.layers = SplitList(options.layers_text);
+  }
+  m.Check();
+  const std::string root = ResolveBrodenRoot(options.dataset);
+  std::unique_ptr<SegmentationSource> source = OpenBroden(root, options.dataset_options);
+  Log()->info("dissecting {} layer(s) over {} images of {}", m.layers.size(), source->size(), root);
+
+  auto last = std::chrono::steady_clock::now();
+  NetworkDissection method(probe);
+  DissectionResult result = method.Run(*source, m, [&](int pass, size_t done, size_t total) {
+    if (std::chrono::steady_clock::now() - last > std::chrono::seconds(3) || done == total) {
+      Log()->info("pass {}/2: {}/{} images", pass, done, total);
+      last = std::chrono::steady_clock::now();
+    }
+  });
+  for (const auto& [index, reason] : result.skipped) Log()->warn("skipped {}", reason);
+
+  const fs::path out(options.out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
+  const auto& categories = source->categories();
+  const auto& labels = source->labels();
+  const InputSpec& spec = model->input_spec();
+
+  json layers = json::array();
+  std::ostringstream html;
+  html << "<!doctype html><html><head><meta charset=\"utf-8\"><title>cnnviz dissect</title><style>"
+          "body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
+          "img.strip{height:72px}</style></head><body><h1>Network dissection</h1><p>Model "
+       << HtmlEscape(model->path()) << ", dataset " << HtmlEscape(root) << ", " << result.images
+       << " images, quantile " << m.quantile << ", IoU threshold " << m.iou_threshold << ".</p>";
+  for (const LayerDissection& layer : result.layers) {
+    const std::string folder = SafeFileName(layer.name);
+    fs::create_directories(out / folder / "units", ec);
+    WriteFileAtomic((out / folder / "tally.csv").string(), TallyCsv(layer, *source));
+
+    // Detectors per concept, grouped by category.
+    std::map<int64_t, int64_t> per_label;
+    for (const auto& unit : layer.units) {
+      if (unit.best.iou > m.iou_threshold && unit.best.label > 0) ++per_label[unit.best.label];
+    }
+    std::vector<Bar> bars;
+    for (const auto& [label, count] : per_label) {
+      bars.push_back({labels[label].name, static_cast<double>(count), static_cast<int>(labels[label].category)});
+    }
+    std::stable_sort(bars.begin(), bars.end(), [](const Bar& a, const Bar& b) { return a.value > b.value; });
+    WritePng((out / folder / "detectors.png").string(),
+             BarChart(layer.name + ": " + std::to_string(layer.detectors) + " detectors", bars, categories));
+
+    html << "<h2>" << HtmlEscape(layer.name) << "</h2><p>" << layer.detectors << " of " << layer.units.size()
+         << " units are detectors (IoU &gt; " << m.iou_threshold << "). <a href=\"" << folder
+         << "/tally.csv\">tally.csv</a></p><table><tr><th>category</th><th>detectors</th><th>unique concepts</th></tr>";
+    json summary = json::object();
+    for (size_t c = 0; c < categories.size(); ++c) {
+      summary[categories[c]] = {{"detectors", layer.detectors_per_category[c]}, {"unique_concepts", layer.unique_concepts[c]}};
+      html << "<tr><td>" << HtmlEscape(categories[c]) << "</td><td>" << layer.detectors_per_category[c] << "</td><td>"
+           << layer.unique_concepts[c] << "</td></tr>";
+    }
+    html << "</table><img src=\"" << folder << "/detectors.png\"><table><tr><th>unit</th><th>label</th>"
+         << "<th>category</th><th>IoU</th><th>top images (activation &gt; threshold outlined)</th></tr>";
+
+    std::vector<const UnitDissection*> order;
+    for (const auto& unit : layer.units) order.push_back(&unit);
+    std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
+    const auto masks = method.TopImageMasks(*source, layer, m.batch);
+    json units = json::array();
+    for (const UnitDissection* unit : order) {
+      std::vector<at::Tensor> tiles;
+      json top = json::array();
+      for (size_t r = 0; r < unit->top_images.size(); ++r) {
+        const auto& [image_index, activation] = unit->top_images[r];
+        at::Tensor image = source->Load(static_cast<size_t>(image_index));
+        image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+        tiles.push_back(OutlineMask(image, masks[static_cast<size_t>(unit->unit)][r]));
+        top.push_back({{"image", source->Name(static_cast<size_t>(image_index))}, {"activation", activation}});
+      }
+      const std::string figure = folder + "/units/unit_" + std::to_string(unit->unit) + ".png";
+      if (!tiles.empty()) WritePng((out / figure).string(), MakeGrid(at::stack(tiles), {}, static_cast<int64_t>(tiles.size())));
+      json best_per_category = json::object();
+      for (size_t c = 0; c < categories.size(); ++c) {
+        const LabelScore& best = unit->per_category[c];
+        best_per_category[categories[c]] = {{"label", best.label ? labels[best.label].name : ""}, {"iou", best.iou}};
+      }
+      const std::string label = unit->best.label ? labels[unit->best.label].name : "";
+      const std::string category = unit->category >= 0 ? categories[unit->category] : "";
+      units.push_back({{"unit", unit->unit},
+                       {"label", label},
+                       {"category", category},
+                       {"iou", unit->best.iou},
+                       {"detector", unit->best.iou > m.iou_threshold && unit->best.label > 0},
+                       {"threshold", unit->threshold},
+                       {"best_per_category", best_per_category},
+                       {"top_images", top},
+                       {"figure", figure}});
+      html << "<tr><td>" << unit->unit << "</td><td>" << HtmlEscape(label) << "</td><td>" << HtmlEscape(category)
+           << "</td><td>" << std::fixed << std::setprecision(3) << unit->best.iou << std::defaultfloat
+           << "</td><td><img class=\"strip\" src=\"" << figure << "\"></td></tr>";
+    }
+    html << "</table>";
+    if (options.save_arrays) {
+      WriteNpy((out / folder / "thresholds.npy").string(), layer.thresholds);
+      WriteNpy((out / folder / "intersection.npy").string(), layer.intersection);
+      WriteNpy((out / folder / "label_area.npy").string(), layer.label_area);
+      WriteNpy((out / folder / "activated_area.npy").string(), layer.activated_area);
+      WriteNpy((out / folder / "iou.npy").string(), layer.iou);
+    }
+    layers.push_back({{"name", layer.name},
+                      {"units_total", layer.units.size()},
+                      {"detectors", layer.detectors},
+                      {"categories", summary},
+                      {"tally", folder + "/tally.csv"},
+                      {"chart", folder + "/detectors.png"},
+                      {"units", units}});
+  }
+  html << "</body></html>\n";
+  WriteFileAtomic((out / "index.html").string(), html.str());
+
+  json skipped = json::array();
+  for (const auto& [index, reason] : result.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
+  json report = ReportHeader("dissect", *model, global.seed);
+  json label_table = json::array();
+  for (const auto& label : labels) {
+    if (label.number == 0) continue;
+    label_table.push_back({{"number", label.number},
+                           {"name", label.name},
+                           {"category", label.category >= 0 ? categories[label.category] : ""}});
+  }
+  report["options"] = {{"dataset", root},
+                       {"layers", m.layers},
+                       {"split", options.dataset_options.split},
+                       {"categories", categories},
+                       {"quantile", m.quantile},
+                       {"iou_threshold", m.iou_threshold},
+                       {"batch", m.batch},
+                       {"max_images", options.dataset_options.max_images},
+                       {"save_arrays", options.save_arrays}};
+  report["method"] = {
+      {"threshold", "exact: the activation of rank ceil(quantile * values) from the top, per unit"},
+      {"upsampling", "bilinear, align_corners=false, to the segmentation size (as NetDissect-Lite)"},
+      {"primary_category", "the category a label occurs in most (label.csv); its activated area is the IoU's"},
+      {"image_level_labels", "full-image masks"},
+      {"multiple_masks", "several PNGs of one category are unioned per label"}};
+  report["labels"] = label_table;
+  report["images"] = result.images;
+  report["images_skipped"] = skipped.size();
+  report["skipped"] = skipped;
+  report["timings"] = {{"threshold_pass_seconds", result.threshold_seconds},
+                       {"tally_pass_seconds", result.tally_seconds},
+                       {"total_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
+  report["layers"] = layers;
+  WriteJson((out / "report.json").string(), report);
+  Log()->info("wrote {} (open index.html)", options.out);
+}
+
+std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<DissectCommandOptions>();
+  DissectionOptions& m = options->method;
+  CLI::App* command = app.add_subcommand(
+      "dissect", "Network dissection: score every unit against the pixel-labelled concepts of a Broden dataset");
+  AddModelOptions(*command, options->model);
+  command->add_option("--dataset", options->dataset,
+                      "Broden-format root (index.csv, label.csv, images/); 'broden' = $CNNVIZ_BRODEN or "
+                      "./dataset/broden1_224")
+      ->capture_default_str();
+  command->add_option("-l,--layers", options->layers_text, "Layers, comma-separated, or all-conv (every Conv2d output)")
+      ->capture_default_str();
+  command->add_option("--split", options->dataset_options.split, "train, val or all")
+      ->check(CLI::IsMember({"train", "val", "all"}))
+      ->capture_default_str();
+  command->add_option("--quantile", m.quantile, "Top activation quantile defining each unit's mask")->capture_default_str();
+  command->add_option("--iou-threshold", m.iou_threshold, "IoU above which a unit is a detector")->capture_default_str();
+  command->add_option("--categories", options->categories_text, "Only these categories, e.g. color,object (default all)");
+  command->add_option("--batch", m.batch, "Images per forward pass")->capture_default_str();
+  command->add_option("--max-images", options->dataset_options.max_images, "Use at most this many images (0 = all)")
+      ->capture_default_str();
+  command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
+  command->add_flag("--save-arrays", options->save_arrays,
+                    "Also write per layer thresholds, intersection, label_area, activated_area and iou as .npy");
+  command->footer(
+      "Outputs in --out: index.html (open it in a browser), report.json (per unit label, category, IoU,\n"
+      "threshold, best label per category; per layer detectors and unique concepts per category), and per\n"
+      "layer <layer>/tally.csv (NetDissect-Lite columns), <layer>/detectors.png, <layer>/units/unit_<k>.png.\n"
+      "Images whose image or masks are missing or corrupt are skipped with a warning and listed in the report.\n"
+      "Examples:\n"
+      "  cnnviz dissect --model models/tinycnn.pt --dataset dataset/concepts --layers conv3,conv4,conv5\n"
+      "  cnnviz dissect --model resnet18.pt --dataset broden --layers layer4 --split val");
+  return [options, &global, command]() {
+    if (command->parsed()) RunDissect(*options, global);
+  };
+}
+
+}  // namespace cnnviz::app

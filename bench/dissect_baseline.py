@@ -1,0 +1,452 @@
+#!/usr/bin/python3
+"""Plain-Python (eager PyTorch + numpy) baseline for `cnnviz dissect`: network dissection
+(Bau et al., CVPR 2017) with the structure of CSAILVision/NetDissect-Lite (feature_operation.py).
+
+    /usr/bin/python3 bench/dissect_baseline.py --model-kind tinycnn|resnet18 --weights FILE.pt
+        --dataset DIR --layers conv3,conv4,conv5 [--quantile 0.005] [--iou-threshold 0.04]
+        [--batch 16] [--max-images N] [--threads 1] [--workdir DIR] [--union-across-categories]
+        [--all-ious] [--json]
+
+Model (eager, eval mode, forward hooks on the layers that clone their outputs):
+  tinycnn   models/export_torchvision.build_tinycnn(FILE.pt) (e.g. models/tinycnn.pt);
+  resnet18  torchvision resnet18(weights=None) with the state_dict of the TorchScript FILE.pt.
+Input size, mean and std come from the cnnviz sidecar FILE.json next to the weights when it exists
+(models/tinycnn.json for tinycnn otherwise); defaults: tinycnn 96x96 with tinycnn.json's statistics,
+resnet18 224x224 with ImageNet mean/std. Images are decoded with PIL, scaled to [0, 1] and, when their
+size differs from the input size, resized with F.interpolate(bilinear, align_corners=False) -- the same
+op (at::upsample_bilinear2d) cnnviz uses -- then normalized.
+
+Algorithm, pass by pass (every image of index.csv, both splits, or the first --max-images):
+  (a) extraction: batches of --batch images through the model; each layer's maps [N, K, h, w] are
+      stored in a float32 numpy memmap under --workdir (a temporary directory, deleted at the end).
+      NetDissect-Lite stores float64 (dtype=float); float32 halves the disk and page-cache footprint
+      without changing a threshold beyond float32 rounding.
+  (b) thresholds: T_k = np.quantile(all N*h*w values of unit k, 1 - quantile) (linear interpolation
+      between order statistics, like the np.percentile in NetDissect-Lite's quantile_threshold),
+      computed EXACTLY from the memmap, a block of units at a time -- NOT NetDissect-Lite's streaming
+      quantile sketch (util/vecquantile.py), so the thresholds are comparable with cnnviz's exact ones.
+  (c) tally: per image, its label maps are read once for all layers. Pixel-level category cells list
+      PNGs (relative to images/; label = R + 256*G, 0 = unlabelled); the PNGs of one category are
+      UNIONED per label (NetDissect-Lite concatenates them and bincounts, counting an overlap twice).
+      Integer entries are image-level labels (full-image masks of sh x sw). For each layer every
+      unit's map is resized to (sh, sw) with F.interpolate(bilinear, align_corners=False) (the plain
+      bilinear upsampling of NetDissect-Lite, not the original NetDissect's receptive-field-centred
+      one) and M_k = up > T_k. Per category carried by the image (a non-empty index.csv cell), per
+      label c of that category:
+          I[k, c] += |M_k & L_c|      G[c] += |L_c|
+      and for every category cat the image carries:  A[k, cat] += |M_k|.
+      A label present in two categories of one image (synth: scene "chequered" and texture
+      "chequered") is therefore tallied once per category, as NetDissect-Lite does; with
+      --union-across-categories its masks are unioned over the image's categories and it is
+      tallied once (set semantics). NetDissect-Lite counts A[k, cat] only over images where some
+      ACTIVATED pixel carries a label of primary category cat (or an image-level label of it); here
+      it is every image that carries labels in cat (docs/broden.md), the two agree whenever a
+      category's labels cover its images (synth: color and object cover the shapes, texture and
+      scene are image-level).
+      The per-image work is vectorized over units (one float matmul of the [K, sh*sw] masks with the
+      [labels, sh*sw] label masks); NetDissect-Lite loops over units in Python and re-reads the
+      segmentations once per layer.
+  (d) IoU[k, c] = I[k, c] / (A[k, primary(c)] + G[c] - I[k, c]) (0 where the denominator is 0);
+      primary(c) = the category with the largest count in label.csv's `category` column
+      ("texture(849);scene(447)" -> texture; ties -> the first listed). Each unit's label is its
+      argmax IoU over all labels (ties -> the lowest label number); it is a detector when that IoU
+      exceeds --iou-threshold.
+
+Output: human-readable, or with --json one object
+  {"images", "quantile", "iou_threshold", "threshold_method": "exact np.quantile (linear)",
+   "layers": {name: {"units", "shape", "detectors", "labels", "categories", "ious", "thresholds",
+                     ["label_names", "all_ious"] with --all-ious}},
+   "seconds": {"load", "extract", "quantile", "tally", "total"}, "peak_rss_mb"}
+"total" runs from the start of main (after imports) to the end of the tally; "peak_rss_mb" is
+resource.getrusage(RUSAGE_SELF).ru_maxrss / 1024, which includes the memmap pages resident in the
+page cache while they are mapped (as for NetDissect-Lite).
+
+Threads: torch.set_num_threads(--threads). Export OMP_WAIT_POLICY=PASSIVE when comparing with the
+C++ binary (set with os.environ.setdefault before torch is imported).
+"""
+
+import os
+
+# libgomp reads this once, at import time of torch: idle OpenMP threads sleep instead of spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "models")
+sys.path.insert(0, MODELS)
+import _cli  # noqa: E402
+
+PROG = "dissect_baseline.py"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+INDEX_FIXED = ("image", "split", "ih", "iw", "sh", "sw")
+QUANTILE_BLOCK_BYTES = 256 << 20  # memmap bytes read at once when computing thresholds
+
+
+# ---------------------------------------------------------------- dataset
+class Dataset:
+    """index.csv rows, label names and primary categories of a Broden-format root."""
+
+    def __init__(self, root, max_images=None):
+        self.root = root
+        with open(os.path.join(root, "index.csv"), newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [name for name in INDEX_FIXED if name not in header]
+            if missing:
+                raise _cli.UserError(f"{root}/index.csv lacks column(s) {', '.join(missing)}")
+            self.categories = [name for name in header if name not in INDEX_FIXED]
+            self.rows = []
+            for row in reader:
+                if max_images is not None and len(self.rows) >= max_images:
+                    break
+                self.rows.append(row)
+        if not self.rows:
+            raise _cli.UserError(f"{root}/index.csv lists no images")
+        self.names, self.primary = {}, {}
+        with open(os.path.join(root, "label.csv"), newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                number = int(row["number"])
+                self.names[number] = row["name"]
+                self.primary[number] = primary_category(row.get("category", ""))
+        self.num_labels = max(self.names) + 1  # index 0 = unlabelled, never scored
+        unknown = sorted({cat for cat in self.primary.values() if cat not in self.categories})
+        if unknown:
+            raise _cli.UserError(f"label.csv names categories missing from index.csv: {', '.join(unknown)}")
+        # primary category index per label number; -1 for 0 and for numbers label.csv skips
+        self.primary_index = np.full(self.num_labels, -1, np.int64)
+        for number, cat in self.primary.items():
+            self.primary_index[number] = self.categories.index(cat)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def image_path(self, i):
+        return os.path.join(self.root, "images", self.rows[i]["image"])
+
+    def seg_size(self, i):
+        return int(self.rows[i]["sh"]), int(self.rows[i]["sw"])
+
+    def labels(self, i, union_across_categories):
+        """(carried category indices, [(label, bool mask [sh*sw] or None for the full image)]).
+
+        Within a category the PNGs are unioned per label. Across categories a label is listed once
+        per category, or once in all with union_across_categories.
+        """
+        sh, sw = self.seg_size(i)
+        carried, per_category = [], []
+        for ci, cat in enumerate(self.categories):
+            cell = (self.rows[i].get(cat) or "").strip()
+            if not cell:
+                continue
+            entries = [entry.strip() for entry in cell.split(";") if entry.strip()]
+            if not entries:
+                continue
+            carried.append(ci)
+            masks = {}
+            for entry in entries:
+                if re.fullmatch(r"\d+", entry):
+                    masks[int(entry)] = None  # image-level: the full image
+                    continue
+                with Image.open(os.path.join(self.root, "images", entry)) as png:
+                    rgb = np.asarray(png.convert("RGB"), dtype=np.int64)
+                if rgb.shape[:2] != (sh, sw):
+                    raise _cli.UserError(f"{entry} is {rgb.shape[1]}x{rgb.shape[0]}, index.csv says {sw}x{sh}")
+                label_map = (rgb[..., 0] + 256 * rgb[..., 1]).ravel()
+                for label in np.unique(label_map):
+                    label = int(label)
+                    if label == 0 or label >= self.num_labels or self.primary_index[label] < 0:
+                        continue  # unlabelled, or not in label.csv
+                    if label in masks and masks[label] is None:
+                        continue
+                    hit = label_map == label
+                    masks[label] = hit if label not in masks else (masks[label] | hit)
+            per_category.append(masks)
+        if not union_across_categories:
+            return carried, [item for masks in per_category for item in masks.items()]
+        merged = {}
+        for masks in per_category:
+            for label, mask in masks.items():
+                if label in merged and (merged[label] is None or mask is None):
+                    merged[label] = None
+                else:
+                    merged[label] = mask if label not in merged else (merged[label] | mask)
+        return carried, list(merged.items())
+
+
+def primary_category(text):
+    """'texture(849);scene(447)' -> 'texture' (largest count; ties -> first listed)."""
+    best, best_count = None, -1
+    for part in text.split(";"):
+        match = re.fullmatch(r"\s*([^()]+?)\s*(?:\((\d+)\))?\s*", part)
+        if not match:
+            continue
+        count = int(match.group(2)) if match.group(2) else 0
+        if count > best_count:
+            best, best_count = match.group(1), count
+    if best is None:
+        raise _cli.UserError(f"label.csv: unreadable category {text!r}")
+    return best
+
+
+# ---------------------------------------------------------------- model
+def build_model(kind, weights):
+    """(eval-mode eager model, input side, mean [1,3,1,1], std [1,3,1,1])."""
+    import export_torchvision  # noqa: E402  (build_tinycnn, apply_weights)
+    import torchvision
+
+    sidecar = os.path.splitext(weights)[0] + ".json"
+    if kind == "tinycnn":
+        model = export_torchvision.build_tinycnn(weights)
+        if not os.path.isfile(sidecar):
+            sidecar = os.path.join(MODELS, "tinycnn.json")
+        size, mean, std = 96, None, None
+    elif kind == "resnet18":
+        model = torchvision.models.resnet18(weights=None)
+        model.load_state_dict(torch.jit.load(weights, map_location="cpu").state_dict())
+        size, mean, std = 224, IMAGENET_MEAN, IMAGENET_STD
+    else:
+        raise _cli.UserError(f"unknown --model-kind {kind!r} (tinycnn or resnet18)")
+    if os.path.isfile(sidecar):
+        with open(sidecar, encoding="utf-8") as handle:
+            spec = json.load(handle).get("input", {})
+        size = int(spec.get("size", [size])[0])
+        mean, std = spec.get("mean", mean), spec.get("std", std)
+    if mean is None or std is None:
+        raise _cli.UserError(f"no mean/std for {weights} (sidecar {sidecar} missing)")
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return (model, size, torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+            torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+
+def load_image(path, size):
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"))
+    x = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255).unsqueeze(0)
+    if x.shape[2] != size or x.shape[3] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x
+
+
+# ---------------------------------------------------------------- passes
+def extract(model, size, mean, std, dataset, layers, batch, workdir):
+    """Pass (a): {layer: float32 memmap [N, K, h, w]}."""
+    captured = {}
+    handles = []
+    for name in layers:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise _cli.UserError(f"--layers: {name!r} is not a module of the model") from None
+        handles.append(module.register_forward_hook(
+            lambda m, i, o, name=name: captured.__setitem__(name, o.detach().clone())))
+    features = {}
+    n = len(dataset)
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch):
+                end = min(n, start + batch)
+                x = torch.cat([load_image(dataset.image_path(i), size) for i in range(start, end)])
+                captured.clear()
+                model((x - mean) / std)
+                for name in layers:
+                    out = captured.get(name)
+                    if out is None or out.dim() != 4:
+                        raise _cli.UserError(f"--layers: {name!r} has no 4-d output in the forward pass")
+                    if name not in features:
+                        path = os.path.join(workdir, re.sub(r"[^\w.-]", "_", name) + ".mmap")
+                        features[name] = np.memmap(path, dtype=np.float32, mode="w+",
+                                                   shape=(n,) + tuple(out.shape[1:]))
+                    features[name][start:end] = out.numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+    for memmap in features.values():
+        memmap.flush()
+    return features
+
+
+def thresholds(memmap, quantile):
+    """Pass (b): exact per-unit np.quantile(values, 1 - quantile), reading blocks of units."""
+    n, units = memmap.shape[:2]
+    per_unit = memmap[0, 0].size * n * memmap.dtype.itemsize
+    block = max(1, QUANTILE_BLOCK_BYTES // max(1, per_unit))
+    result = np.empty(units, np.float64)
+    for k0 in range(0, units, block):
+        chunk = np.asarray(memmap[:, k0:k0 + block])  # [N, b, h, w]
+        for j in range(chunk.shape[1]):
+            values = np.ascontiguousarray(chunk[:, j]).ravel()
+            result[k0 + j] = np.quantile(values, 1.0 - quantile)
+        del chunk
+    return result
+
+
+def tally(features, dataset, thresholds_by_layer, union_across_categories):
+    """Pass (c): {layer: (I [K, L], A [K, C])} and G [L]."""
+    num_labels, num_cats = dataset.num_labels, len(dataset.categories)
+    G = np.zeros(num_labels, np.float64)
+    stats = {name: (np.zeros((memmap.shape[1], num_labels), np.float64),
+                    np.zeros((memmap.shape[1], num_cats), np.float64))
+             for name, memmap in features.items()}
+    limits = {name: torch.from_numpy(t.astype(np.float32)).view(-1, 1, 1) for name, t in thresholds_by_layer.items()}
+    for i in range(len(dataset)):
+        sh, sw = dataset.seg_size(i)
+        carried, items = dataset.labels(i, union_across_categories)
+        pixel = [(label, mask) for label, mask in items if mask is not None]
+        scalars = [label for label, mask in items if mask is None]
+        for label, mask in pixel:
+            G[label] += mask.sum()
+        for label in scalars:
+            G[label] += sh * sw
+        if pixel:
+            pixel_labels = np.array([label for label, _ in pixel])
+            pixel_masks = torch.from_numpy(np.stack([mask for _, mask in pixel]).astype(np.float32))  # [P, S]
+        for name, memmap in features.items():
+            I, A = stats[name]
+            maps = torch.from_numpy(np.asarray(memmap[i])).unsqueeze(0)  # [1, K, h, w]
+            up = F.interpolate(maps, size=(sh, sw), mode="bilinear", align_corners=False)[0]
+            masks = (up > limits[name]).flatten(1).float()  # [K, S]
+            area = masks.sum(1).numpy().astype(np.float64)
+            if carried:
+                A[:, carried] += area[:, None]
+            if pixel:
+                # np.add.at: a label listed twice (two categories) accumulates twice
+                np.add.at(I.T, pixel_labels, (masks @ pixel_masks.T).numpy().T.astype(np.float64))
+            for label in scalars:
+                I[:, label] += area
+    return stats, G
+
+
+def score(I, A, G, dataset, iou_threshold):
+    """Pass (d): (IoU [K, L], best label per unit, its IoU, detector count)."""
+    primary = dataset.primary_index
+    valid = primary >= 0
+    area = np.zeros_like(I)
+    area[:, valid] = A[:, primary[valid]]
+    denominator = area + G[None, :] - I
+    iou = np.divide(I, denominator, out=np.zeros_like(I), where=denominator > 0)
+    iou[:, ~valid] = -1.0  # label 0 and numbers label.csv skips are never chosen
+    best = iou.argmax(axis=1)
+    best_iou = iou[np.arange(len(best)), best]
+    iou[:, ~valid] = 0.0
+    return iou, best, best_iou, int((best_iou > iou_threshold).sum())
+
+
+# ---------------------------------------------------------------- CLI
+def parse_args(argv=None):
+    parser = _cli.ArgumentParser(prog=PROG, description="Plain-Python NetDissect-Lite baseline for cnnviz "
+                                 "dissect (exact thresholds), timed. See the module docstring.")
+    parser.add_argument("--model-kind", required=True, choices=["tinycnn", "resnet18"])
+    parser.add_argument("--weights", required=True, metavar="FILE.pt", help="TorchScript file with the weights")
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="Broden-format root (index.csv)")
+    parser.add_argument("--layers", required=True, help="comma-separated module paths, e.g. conv3,conv4,conv5")
+    parser.add_argument("--quantile", type=float, default=0.005, help="top quantile per unit (default 0.005)")
+    parser.add_argument("--iou-threshold", type=float, default=0.04, help="detector IoU (default 0.04)")
+    parser.add_argument("--batch", type=int, default=16, help="images per forward (default 16)")
+    parser.add_argument("--max-images", type=int, help="use only the first N images of index.csv")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--workdir", help="where the activation memmaps go (default: a temporary directory)")
+    parser.add_argument("--union-across-categories", action="store_true",
+                        help="tally a label present in several categories of one image once (default: once "
+                             "per category, like NetDissect-Lite)")
+    parser.add_argument("--all-ious", action="store_true", help="with --json: every unit's IoU for every label")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args(argv)
+    args.layer_list = [name.strip() for name in args.layers.split(",") if name.strip()]
+    if not args.layer_list:
+        parser.error("--layers is empty")
+    if len(set(args.layer_list)) != len(args.layer_list):
+        parser.error("--layers names a layer twice")
+    if not 0 < args.quantile < 1:
+        parser.error("--quantile must be in (0, 1)")
+    for name in ("batch", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be positive")
+    if args.max_images is not None and args.max_images < 1:
+        parser.error("--max-images must be positive")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    if not os.path.isfile(args.weights):
+        raise _cli.UserError(f"--weights file not found: {args.weights}")
+    if not os.path.isfile(os.path.join(args.dataset, "index.csv")):
+        raise _cli.UserError(f"--dataset {args.dataset} has no index.csv")
+    dataset = Dataset(args.dataset, args.max_images)
+    model, size, mean, std = build_model(args.model_kind, args.weights)
+    seconds = {"load": time.perf_counter() - started}
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dissect-baseline-", dir=args.workdir) as workdir:
+        mark = time.perf_counter()
+        features = extract(model, size, mean, std, dataset, args.layer_list, args.batch, workdir)
+        seconds["extract"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        limits = {name: thresholds(memmap, args.quantile) for name, memmap in features.items()}
+        seconds["quantile"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        stats, G = tally(features, dataset, limits, args.union_across_categories)
+        seconds["tally"] = time.perf_counter() - mark
+        shapes = {name: list(memmap.shape[1:]) for name, memmap in features.items()}
+        del features
+    seconds["total"] = time.perf_counter() - started
+
+    label_names = [dataset.names.get(number, "-") for number in range(dataset.num_labels)]
+    layers = {}
+    for name in args.layer_list:
+        I, A = stats[name]
+        iou, best, best_iou, detectors = score(I, A, G, dataset, args.iou_threshold)
+        entry = {"units": int(I.shape[0]), "shape": shapes[name], "detectors": detectors,
+                 "labels": [label_names[c] for c in best],
+                 "categories": [dataset.primary.get(int(c), "-") for c in best],
+                 "ious": [float(v) for v in best_iou],
+                 "thresholds": [float(v) for v in limits[name]]}
+        if args.all_ious:
+            entry["label_names"] = label_names
+            entry["all_ious"] = [[round(float(v), 7) for v in row] for row in iou]
+        layers[name] = entry
+    result = {"model_kind": args.model_kind, "weights": args.weights, "dataset": args.dataset,
+              "images": len(dataset), "input_size": size, "quantile": args.quantile,
+              "iou_threshold": args.iou_threshold, "threshold_method": "exact np.quantile (linear)",
+              "union_across_categories": args.union_across_categories, "threads": args.threads,
+              "layers": layers, "seconds": seconds,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.model_kind} on {args.dataset}: {len(dataset)} images at {size}x{size}, quantile {args.quantile} "
+          f"(exact), IoU > {args.iou_threshold}, {args.threads} thread(s)")
+    for name, entry in layers.items():
+        detector_cats = {}
+        for label, cat, value in zip(entry["labels"], entry["categories"], entry["ious"]):
+            if value > args.iou_threshold:
+                detector_cats.setdefault(cat, set()).add(label)
+        unique = ", ".join(f"{cat} {len(labels)}" for cat, labels in sorted(detector_cats.items())) or "none"
+        print(f"{name} {entry['shape']}: {entry['detectors']}/{entry['units']} detectors; unique concepts: {unique}")
+        order = np.argsort(entry["ious"])[::-1][:5]
+        print("  best units: " + "; ".join(f"{k} {entry['labels'][k]} ({entry['categories'][k]}) "
+                                           f"{entry['ious'][k]:.3f}" for k in order))
+    print("seconds: " + ", ".join(f"{key} {value:.2f}" for key, value in seconds.items())
+          + f"; peak RSS {result['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run_main(main, PROG))

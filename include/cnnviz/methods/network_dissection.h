@@ -1,0 +1,95 @@
+// Network dissection: Bau et al., "Network Dissection: Quantifying Interpretability of Deep Visual
+// Representations", CVPR 2017, as NetDissect-Lite computes it, with exact thresholds.
+//
+// Two passes over a pixel-labelled dataset, several layers at once:
+//  1. thresholds: T_k is the activation of rank ceil(q * M) from the top among all M values (images x
+//     positions) of unit k, kept exactly by a per-unit buffer of the top ceil(q * N * h * w) values
+//     (0.5% of the activations at q = 0.005); also each unit's top images;
+//  2. tallies: each unit's map is upsampled to the segmentation size (bilinear, align_corners=False, as
+//     NetDissect-Lite; the original NetDissect centred it on receptive fields), M_k = map > T_k, and
+//     for every label c: I_kc += |M_k & L_c|, G_c += |L_c| (image-level labels are full-image masks),
+//     A_k,cat += |M_k| for each category the image has labels in.
+// IoU_kc = I_kc / (A_k,primary(c) + G_c - I_kc); a unit's label is its best concept; it is a detector
+// when that IoU exceeds the threshold. Label occurrences count in every category column they appear
+// in; their area term uses their primary category. No activation is stored: memory is the threshold
+// buffer plus O(units x labels) tallies.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cnnviz/data/segmentation_source.h"
+#include "cnnviz/model/probe.h"
+
+namespace cnnviz {
+
+struct DissectionOptions {
+  // Layers (module paths or aliases). Required.
+  std::vector<std::string> layers;
+  // Top quantile for the activation threshold. Default 0.005 (T_k = 99.5th percentile).
+  double quantile = 0.005;
+  // IoU above which a unit counts as a detector. Default 0.04.
+  double iou_threshold = 0.04;
+  // Images per forward batch. Default 16.
+  int64_t batch = 16;
+  // Top images kept per unit for figures. Default 4.
+  int64_t top_images = 4;
+  // Throws UsageError for bad values.
+  void Check() const;
+};
+
+struct LabelScore {
+  int64_t label = 0;  // global label number, 0 = none
+  double iou = 0;
+};
+
+struct UnitDissection {
+  int64_t unit = 0;
+  float threshold = 0;
+  LabelScore best;                         // best label over all categories
+  int64_t category = -1;                   // its primary category, -1 when no label
+  std::vector<LabelScore> per_category;    // best label in each category
+  std::vector<std::pair<int64_t, float>> top_images;  // (image index, max activation), strongest first
+};
+
+struct LayerDissection {
+  std::string name;
+  std::vector<UnitDissection> units;
+  // Raw tallies, so other rules can be applied: [K, labels+1], [labels+1], [K, categories] (int64),
+  // and the IoU [K, labels+1] (double).
+  at::Tensor intersection, label_area, activated_area, iou;
+  at::Tensor thresholds;  // [K]
+  int64_t detectors = 0;
+  std::vector<int64_t> unique_concepts;  // per category
+  std::vector<int64_t> detectors_per_category;
+};
+
+struct DissectionResult {
+  std::vector<LayerDissection> layers;
+  size_t images = 0;                                    // images used in both passes
+  std::vector<std::pair<size_t, std::string>> skipped;  // images skipped: index, reason
+  double threshold_seconds = 0, tally_seconds = 0;
+};
+
+class NetworkDissection {
+ public:
+  explicit NetworkDissection(const Probe& probe) : probe_(probe) {}
+  // (pass 1 or 2, images done, images total)
+  using Progress = std::function<void(int, size_t, size_t)>;
+  DissectionResult Run(const SegmentationSource& source, const DissectionOptions& options,
+                       const Progress& progress = nullptr) const;
+
+  // For figures: each unit's activation mask on each of its top images, at the model input size
+  // (map upsampled bilinearly, then > threshold): [units][top] of [H,W] bool. Every distinct image is
+  // run once, in batches.
+  std::vector<std::vector<at::Tensor>> TopImageMasks(const ImageSource& source, const LayerDissection& layer,
+                                                     int64_t batch) const;
+
+ private:
+  const Probe& probe_;
+};
+
+}  // namespace cnnviz

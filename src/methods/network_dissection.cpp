@@ -1,0 +1,298 @@
+#include "cnnviz/methods/network_dissection.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/data/prefetch.h"
+#include "src/methods/top_k.h"
+
+namespace cnnviz {
+namespace {
+
+struct Sample {
+  size_t index = 0;
+  at::Tensor image;  // [3,H,W] at the model input size
+  Segmentation segmentation;
+};
+
+struct SampleBatch {
+  std::vector<Sample> samples;
+  std::vector<std::pair<size_t, std::string>> failures;
+};
+
+// Exact top-m values of every unit, merged one batch at a time.
+struct TopValues {
+  at::Tensor values;  // [K, <= m], descending
+  int64_t keep = 1;
+  void Update(const at::Tensor& activations) {  // [B, K, H, W]
+    const at::Tensor flat = activations.transpose(0, 1).flatten(1).to(at::kCPU, at::kFloat);  // [K, B*H*W]
+    const at::Tensor merged = values.defined() ? at::cat({values, flat}, 1) : flat;
+    values = std::get<0>(merged.topk(std::min<int64_t>(keep, merged.size(1)), 1));
+  }
+};
+
+struct Tally {
+  at::Tensor intersection;    // [K, L+1] int64
+  at::Tensor label_area;      // [L+1] int64
+  at::Tensor activated_area;  // [K, C] int64
+};
+
+void AddImage(Tally& tally, const at::Tensor& mask, const Segmentation& segmentation, size_t categories) {
+  // mask [K, S] float (0/1) at the segmentation size.
+  const int64_t pixels = mask.size(1);
+  const at::Tensor active = mask.sum(1).to(at::kLong);  // |M_k|
+  for (size_t c = 0; c < categories; ++c) {
+    if (!segmentation.Has(c)) continue;
+    tally.activated_area.select(1, static_cast<int64_t>(c)).add_(active);
+    for (int64_t label : segmentation.image[c]) {
+      tally.intersection.select(1, label).add_(active);
+      tally.label_area[label] += pixels;
+    }
+    if (!segmentation.pixel[c].defined()) continue;
+    const at::Tensor maps = segmentation.pixel[c].flatten(1);  // [maps, S]
+    const at::Tensor labels = std::get<0>(at::_unique(maps.flatten()));
+    const at::Tensor present = labels.masked_select(labels > 0);
+    if (present.numel() == 0) continue;
+    // One-hot [S, U], unioned over the category's maps.
+    const at::Tensor onehot = (maps.unsqueeze(2) == present.view({1, 1, -1})).any(0).to(at::kFloat);
+    const at::Tensor intersect = at::mm(mask, onehot).round().to(at::kLong);  // [K, U]
+    tally.intersection.index_add_(1, present, intersect);
+    tally.label_area.index_add_(0, present, onehot.sum(0).round().to(at::kLong));
+  }
+}
+
+}  // namespace
+
+void DissectionOptions::Check() const {
+  if (layers.empty()) throw UsageError("--layers is required");
+  if (!(quantile > 0 && quantile < 1)) throw UsageError("--quantile must be in (0, 1)");
+  if (!(iou_threshold >= 0 && iou_threshold <= 1)) throw UsageError("--iou-threshold must be in [0, 1]");
+  if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (top_images < 1) throw UsageError("top images per unit must be at least 1");
+}
+
+DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
+                                        const Progress& progress) const {
+  options.Check();
+  const Model& model = probe_.model();
+  const InputSpec& spec = model.input_spec();
+  std::vector<std::string> names;
+  std::vector<const LayerInfo*> infos;
+  for (const auto& layer : options.layers) {
+    const LayerInfo& info = probe_.Find(layer);
+    if (info.shape.size() != 4) {
+      throw UsageError("layer '" + layer + "' has no spatial extent: dissection needs convolutional feature maps");
+    }
+    names.push_back(info.name);
+    infos.push_back(&info);
+  }
+  const ViewSpec view{names, false};
+  const size_t total = source.size();
+  const size_t categories = source.categories().size();
+  const int64_t label_count = static_cast<int64_t>(source.labels().size());
+  DissectionResult result;
+
+  // Pass 1: exact thresholds and top images.
+  auto start = std::chrono::steady_clock::now();
+  std::vector<TopValues> tops(names.size());
+  std::vector<detail::LayerTopK> top_images;
+  for (size_t l = 0; l < names.size(); ++l) {
+    const int64_t per_image = infos[l]->shape[2] * infos[l]->shape[3];
+    tops[l].keep = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.quantile * total * per_image)));
+    std::vector<int64_t> all(infos[l]->units);
+    for (int64_t u = 0; u < infos[l]->units; ++u) all[u] = u;
+    top_images.emplace_back(all, infos[l]->shape[3]);
+  }
+  std::set<size_t> skipped;
+  {
+    BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width);
+    ImageBatch batch;
+    size_t done = 0;
+    at::NoGradGuard no_grad;
+    while (prefetcher.Next(&batch)) {
+      for (const auto& failure : batch.failures) {
+        skipped.insert(failure.first);
+        result.skipped.push_back(failure);
+      }
+      done += batch.indices.size() + batch.failures.size();
+      if (!batch.indices.empty()) {
+        const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
+        const at::Tensor indices =
+            at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
+        for (size_t l = 0; l < names.size(); ++l) {
+          tops[l].Update(out.taps[l]);
+          top_images[l].Update(out.taps[l], indices, options.top_images);
+        }
+      }
+      if (progress) progress(1, done, total);
+    }
+  }
+  const size_t used = total - skipped.size();
+  if (used == 0) throw InputError("no image of the dataset could be decoded");
+  std::vector<at::Tensor> thresholds;
+  for (size_t l = 0; l < names.size(); ++l) {
+    const int64_t values = static_cast<int64_t>(used) * infos[l]->shape[2] * infos[l]->shape[3];
+    const int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.quantile * values)));
+    thresholds.push_back(tops[l].values.select(1, std::min(rank, tops[l].values.size(1)) - 1).contiguous());
+  }
+  result.threshold_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Pass 2: tallies. Images and masks are decoded on a second thread while the network runs.
+  start = std::chrono::steady_clock::now();
+  std::vector<Tally> tallies(names.size());
+  for (size_t l = 0; l < names.size(); ++l) {
+    tallies[l].intersection = at::zeros({infos[l]->units, label_count}, at::kLong);
+    tallies[l].label_area = at::zeros({label_count}, at::kLong);
+    tallies[l].activated_area = at::zeros({infos[l]->units, static_cast<int64_t>(categories)}, at::kLong);
+  }
+  auto decode = [&](size_t begin, size_t end) {
+    SampleBatch out;
+    for (size_t i = begin; i < end; ++i) {
+      if (skipped.count(i)) continue;
+      try {
+        Sample sample;
+        sample.index = i;
+        sample.segmentation = source.LoadSegmentation(i);
+        at::Tensor image = source.Load(i);
+        if (image.size(1) != spec.height || image.size(2) != spec.width) {
+          image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+        }
+        sample.image = image;
+        out.samples.push_back(std::move(sample));
+      } catch (const Error& e) {
+        out.failures.emplace_back(i, e.what());
+      }
+    }
+    return out;
+  };
+  Prefetcher<SampleBatch> prefetcher(total, static_cast<size_t>(options.batch), decode);
+  SampleBatch batch;
+  size_t done = 0;
+  at::NoGradGuard no_grad;
+  while (prefetcher.Next(&batch)) {
+    for (const auto& failure : batch.failures) {
+      skipped.insert(failure.first);
+      result.skipped.push_back(failure);
+    }
+    done = std::min(total, done + static_cast<size_t>(options.batch));
+    if (batch.samples.empty()) continue;
+    std::vector<at::Tensor> images;
+    for (const auto& sample : batch.samples) images.push_back(sample.image);
+    const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
+    for (size_t l = 0; l < names.size(); ++l) {
+      const at::Tensor maps = out.taps[l].to(at::kCPU, at::kFloat);
+      for (size_t b = 0; b < batch.samples.size(); ++b) {
+        const Segmentation& segmentation = batch.samples[b].segmentation;
+        const at::Tensor up = at::upsample_bilinear2d(maps[static_cast<int64_t>(b)].unsqueeze(0),
+                                                      {segmentation.height, segmentation.width}, false)[0];
+        const at::Tensor mask = (up > thresholds[l].view({-1, 1, 1})).flatten(1).to(at::kFloat);
+        AddImage(tallies[l], mask, segmentation, categories);
+      }
+    }
+    result.images += batch.samples.size();
+    if (progress) progress(2, done, total);
+  }
+  result.tally_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Scores.
+  const auto& labels = source.labels();
+  std::vector<int64_t> primary(label_count, -1);
+  for (int64_t c = 0; c < label_count; ++c) primary[c] = labels[c].category;
+  for (size_t l = 0; l < names.size(); ++l) {
+    LayerDissection layer;
+    layer.name = names[l];
+    const Tally& tally = tallies[l];
+    layer.intersection = tally.intersection;
+    layer.label_area = tally.label_area;
+    layer.activated_area = tally.activated_area;
+    layer.thresholds = thresholds[l];
+    const int64_t units = infos[l]->units;
+    // A_k,primary(c) for every label: [K, L+1]; labels without a primary category score 0.
+    at::Tensor area = at::zeros({units, label_count}, at::kDouble);
+    at::Tensor valid = at::zeros({label_count}, at::kBool);
+    for (int64_t c = 1; c < label_count; ++c) {
+      if (primary[c] < 0) continue;
+      area.select(1, c).copy_(tally.activated_area.select(1, primary[c]).to(at::kDouble));
+      valid[c] = true;
+    }
+    const at::Tensor intersection = tally.intersection.to(at::kDouble);
+    const at::Tensor denominator = area + tally.label_area.to(at::kDouble).unsqueeze(0) - intersection;
+    layer.iou = at::where(valid.unsqueeze(0) & (denominator > 0), intersection / denominator.clamp_min(1e-12),
+                          at::zeros_like(intersection));
+    layer.detectors_per_category.assign(categories, 0);
+    std::vector<std::set<int64_t>> concepts(categories);
+    const at::Tensor top_values = top_images[l].values, top_indices = top_images[l].images;
+    const auto ious = layer.iou.accessor<double, 2>();
+    const auto unit_thresholds = thresholds[l].accessor<float, 1>();
+    for (int64_t k = 0; k < units; ++k) {
+      UnitDissection unit;
+      unit.unit = k;
+      unit.threshold = unit_thresholds[k];
+      unit.per_category.assign(categories, LabelScore{});
+      for (int64_t c = 1; c < label_count; ++c) {
+        if (primary[c] < 0) continue;
+        const double iou = ious[k][c];
+        LabelScore& best_in = unit.per_category[primary[c]];
+        if (iou > best_in.iou) best_in = {c, iou};
+        if (iou > unit.best.iou) {
+          unit.best = {c, iou};
+          unit.category = primary[c];
+        }
+      }
+      if (unit.best.label > 0 && unit.best.iou > options.iou_threshold) {
+        ++layer.detectors;
+        ++layer.detectors_per_category[unit.category];
+        concepts[unit.category].insert(unit.best.label);
+      }
+      for (int64_t j = 0; j < top_values.size(1); ++j) {
+        unit.top_images.emplace_back(top_indices[k][j].item<int64_t>(), top_values[k][j].item<float>());
+      }
+      layer.units.push_back(unit);
+    }
+    for (size_t c = 0; c < categories; ++c) layer.unique_concepts.push_back(static_cast<int64_t>(concepts[c].size()));
+    result.layers.push_back(std::move(layer));
+  }
+  return result;
+}
+
+std::vector<std::vector<at::Tensor>> NetworkDissection::TopImageMasks(const ImageSource& source,
+                                                                    const LayerDissection& layer,
+                                                                    int64_t batch) const {
+  const Model& model = probe_.model();
+  const InputSpec& spec = model.input_spec();
+  std::map<int64_t, std::vector<std::pair<size_t, size_t>>> users;  // image -> (unit, rank)
+  std::vector<std::vector<at::Tensor>> masks(layer.units.size());
+  for (size_t u = 0; u < layer.units.size(); ++u) {
+    masks[u].resize(layer.units[u].top_images.size());
+    for (size_t r = 0; r < layer.units[u].top_images.size(); ++r) {
+      users[layer.units[u].top_images[r].first].emplace_back(u, r);
+    }
+  }
+  std::vector<int64_t> images;
+  for (const auto& entry : users) images.push_back(entry.first);
+  at::NoGradGuard no_grad;
+  for (size_t begin = 0; begin < images.size(); begin += static_cast<size_t>(batch)) {
+    const size_t end = std::min(images.size(), begin + static_cast<size_t>(batch));
+    std::vector<at::Tensor> loaded;
+    for (size_t i = begin; i < end; ++i) {
+      at::Tensor image = source.Load(static_cast<size_t>(images[i]));
+      loaded.push_back(at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false)[0]);
+    }
+    const ProbeOutput out = probe_.Run(ViewSpec{{layer.name}, false}, model.Preprocess(at::stack(loaded)));
+    const at::Tensor maps = out.taps[0].to(at::kCPU, at::kFloat);
+    for (size_t i = begin; i < end; ++i) {
+      for (const auto& [u, r] : users[images[i]]) {
+        const at::Tensor map = maps[static_cast<int64_t>(i - begin)][layer.units[u].unit].unsqueeze(0).unsqueeze(0);
+        masks[u][r] = at::upsample_bilinear2d(map, {spec.height, spec.width}, false)[0][0] > layer.units[u].threshold;
+      }
+    }
+  }
+  return masks;
+}
+
+}  // namespace cnnviz
