@@ -4,8 +4,8 @@
 
     /usr/bin/python3 bench/dissect_baseline.py --model-kind tinycnn|resnet18 --weights FILE.pt
         --dataset DIR --layers conv3,conv4,conv5 [--quantile 0.005] [--iou-threshold 0.04]
-        [--batch 16] [--max-images N] [--threads 1] [--workdir DIR] [--union-across-categories]
-        [--all-ious] [--json]
+        [--batch 16] [--max-images N] [--threads 1] [--workdir DIR] [--threshold-rule rank|quantile]
+        [--union-across-categories] [--all-ious] [--json]
 
 Model (eager, eval mode, forward hooks on the layers that clone their outputs):
   tinycnn   models/export_torchvision.build_tinycnn(FILE.pt) (e.g. models/tinycnn.pt);
@@ -21,10 +21,12 @@ Algorithm, pass by pass (every image of index.csv, both splits, or the first --m
       stored in a float32 numpy memmap under --workdir (a temporary directory, deleted at the end).
       NetDissect-Lite stores float64 (dtype=float); float32 halves the disk and page-cache footprint
       without changing a threshold beyond float32 rounding.
-  (b) thresholds: T_k = np.quantile(all N*h*w values of unit k, 1 - quantile) (linear interpolation
-      between order statistics, like the np.percentile in NetDissect-Lite's quantile_threshold),
-      computed EXACTLY from the memmap, a block of units at a time -- NOT NetDissect-Lite's streaming
-      quantile sketch (util/vecquantile.py), so the thresholds are comparable with cnnviz's exact ones.
+  (b) thresholds, EXACT, computed from the memmap a block of units at a time -- NOT NetDissect-Lite's
+      streaming quantile sketch (util/vecquantile.py), so they are comparable with cnnviz's exact ones:
+        --threshold-rule rank (default, cnnviz's definition): T_k = the r-th largest of the N*h*w
+          values of unit k, r = max(1, ceil(quantile * N * h * w)) (np.partition);
+        --threshold-rule quantile: T_k = np.quantile(values, 1 - quantile), linear interpolation
+          between order statistics, like the np.percentile of NetDissect-Lite's quantile_threshold.
   (c) tally: per image, its label maps are read once for all layers. Pixel-level category cells list
       PNGs (relative to images/; label = R + 256*G, 0 = unlabelled); the PNGs of one category are
       UNIONED per label (NetDissect-Lite concatenates them and bincounts, counting an overlap twice).
@@ -38,11 +40,13 @@ Algorithm, pass by pass (every image of index.csv, both splits, or the first --m
       A label present in two categories of one image (synth: scene "chequered" and texture
       "chequered") is therefore tallied once per category, as NetDissect-Lite does; with
       --union-across-categories its masks are unioned over the image's categories and it is
-      tallied once (set semantics). NetDissect-Lite counts A[k, cat] only over images where some
-      ACTIVATED pixel carries a label of primary category cat (or an image-level label of it); here
-      it is every image that carries labels in cat (docs/broden.md), the two agree whenever a
-      category's labels cover its images (synth: color and object cover the shapes, texture and
-      scene are image-level).
+      tallied once (set semantics). This is also what cnnviz does (src/methods/network_dissection.cpp).
+      NetDissect-Lite counts A[k, cat] only over images where some ACTIVATED pixel carries a label of
+      primary category cat (or the image has an image-level label of primary category cat); here it
+      is every image that carries labels in cat (docs/broden.md, cnnviz). They differ when a unit
+      fires only on unlabelled pixels of a category (synth: object masks leave the background
+      unlabelled) or a category's only label has another primary category (synth: scene
+      "chequered" is primarily a texture); there Lite's A is smaller and its IoU larger.
       The per-image work is vectorized over units (one float matmul of the [K, sh*sw] masks with the
       [labels, sh*sw] label masks); NetDissect-Lite loops over units in Python and re-reads the
       segmentations once per layer.
@@ -53,7 +57,7 @@ Algorithm, pass by pass (every image of index.csv, both splits, or the first --m
       exceeds --iou-threshold.
 
 Output: human-readable, or with --json one object
-  {"images", "quantile", "iou_threshold", "threshold_method": "exact np.quantile (linear)",
+  {"images", "quantile", "iou_threshold", "threshold_method": "exact, rank" or "exact, np.quantile (linear)",
    "layers": {name: {"units", "shape", "detectors", "labels", "categories", "ious", "thresholds",
                      ["label_names", "all_ious"] with --all-ious}},
    "seconds": {"load", "extract", "quantile", "tally", "total"}, "peak_rss_mb"}
@@ -72,6 +76,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import csv  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
@@ -280,17 +285,23 @@ def extract(model, size, mean, std, dataset, layers, batch, workdir):
     return features
 
 
-def thresholds(memmap, quantile):
-    """Pass (b): exact per-unit np.quantile(values, 1 - quantile), reading blocks of units."""
+def thresholds(memmap, quantile, rule):
+    """Pass (b): exact per-unit thresholds (see the module docstring), reading blocks of units."""
     n, units = memmap.shape[:2]
-    per_unit = memmap[0, 0].size * n * memmap.dtype.itemsize
-    block = max(1, QUANTILE_BLOCK_BYTES // max(1, per_unit))
+    per_image = memmap[0, 0].size
+    count = n * per_image
+    rank = max(1, math.ceil(quantile * n * per_image))  # same double arithmetic as cnnviz
+    block = max(1, QUANTILE_BLOCK_BYTES // max(1, count * memmap.dtype.itemsize))
     result = np.empty(units, np.float64)
     for k0 in range(0, units, block):
         chunk = np.asarray(memmap[:, k0:k0 + block])  # [N, b, h, w]
         for j in range(chunk.shape[1]):
             values = np.ascontiguousarray(chunk[:, j]).ravel()
-            result[k0 + j] = np.quantile(values, 1.0 - quantile)
+            if rule == "rank":
+                position = count - min(rank, count)
+                result[k0 + j] = np.partition(values, position)[position]
+            else:
+                result[k0 + j] = np.quantile(values, 1.0 - quantile)
         del chunk
     return result
 
@@ -360,6 +371,9 @@ def parse_args(argv=None):
     parser.add_argument("--max-images", type=int, help="use only the first N images of index.csv")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--workdir", help="where the activation memmaps go (default: a temporary directory)")
+    parser.add_argument("--threshold-rule", choices=["rank", "quantile"], default="rank",
+                        help="rank: the ceil(q*N*h*w)-th largest value, as cnnviz (default); quantile: "
+                             "np.quantile(1 - q), as NetDissect-Lite's np.percentile")
     parser.add_argument("--union-across-categories", action="store_true",
                         help="tally a label present in several categories of one image once (default: once "
                              "per category, like NetDissect-Lite)")
@@ -399,7 +413,7 @@ def main(argv=None):
         features = extract(model, size, mean, std, dataset, args.layer_list, args.batch, workdir)
         seconds["extract"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        limits = {name: thresholds(memmap, args.quantile) for name, memmap in features.items()}
+        limits = {name: thresholds(memmap, args.quantile, args.threshold_rule) for name, memmap in features.items()}
         seconds["quantile"] = time.perf_counter() - mark
         mark = time.perf_counter()
         stats, G = tally(features, dataset, limits, args.union_across_categories)
@@ -424,7 +438,8 @@ def main(argv=None):
         layers[name] = entry
     result = {"model_kind": args.model_kind, "weights": args.weights, "dataset": args.dataset,
               "images": len(dataset), "input_size": size, "quantile": args.quantile,
-              "iou_threshold": args.iou_threshold, "threshold_method": "exact np.quantile (linear)",
+              "iou_threshold": args.iou_threshold,
+              "threshold_method": "exact, rank" if args.threshold_rule == "rank" else "exact, np.quantile (linear)",
               "union_across_categories": args.union_across_categories, "threads": args.threads,
               "layers": layers, "seconds": seconds,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
@@ -432,7 +447,7 @@ def main(argv=None):
         print(json.dumps(result))
         return 0
     print(f"{args.model_kind} on {args.dataset}: {len(dataset)} images at {size}x{size}, quantile {args.quantile} "
-          f"(exact), IoU > {args.iou_threshold}, {args.threads} thread(s)")
+          f"(exact, {args.threshold_rule}), IoU > {args.iou_threshold}, {args.threads} thread(s)")
     for name, entry in layers.items():
         detector_cats = {}
         for label, cat, value in zip(entry["labels"], entry["categories"], entry["ious"]):

@@ -246,11 +246,12 @@ def main():
 
     for n in (small, large):
         case("tinycnn", tinycnn, TINY_LAYERS, n)
-    print(f"\n3. peak RSS against dataset size, tinycnn all conv layers (MB)")
+    print("\n3. peak RSS against dataset size, tinycnn all conv layers (MB)")
     sizes = sorted({small, count, large})
+    python_rss = {n: results[("tinycnn", n)][0]["rss"] for n in sizes}
     print("  images : " + "".join(f"{n:>9}" for n in sizes))
-    print("  python : " + "".join(f"{results[('tinycnn', n)][0]['rss']:9.0f}" for n in sizes)
-          + f"   ({large} vs {small}: {results[('tinycnn', large)][0]['rss'] / results[('tinycnn', small)][0]['rss']:.2f}x)")
+    print("  python : " + "".join(f"{python_rss[n]:9.0f}" for n in sizes)
+          + f"   ({large} vs {small}: {python_rss[large] / python_rss[small]:.2f}x)")
     if not missing and all(results[("tinycnn", n)][1] for n in sizes):
         rss = {n: results[("tinycnn", n)][1]["rss"] for n in sizes}
         print("  cnnviz : " + "".join(f"{rss[n]:9.0f}" for n in sizes)

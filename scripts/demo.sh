@@ -14,7 +14,7 @@ model=$root/models/tinycnn.pt
 dataset=$root/dataset/concepts
 if [ ! -f "$dataset/index.csv" ]; then
   echo "demo: generating the concept dataset (Broden format) in $dataset" >&2
-  /usr/bin/python3 "$root/models/make_concepts.py" --out "$dataset" --count 500 --seed 0 >/dev/null
+  /usr/bin/python3 "$root/models/make_concepts.py" --out "$dataset" --count 1000 --seed 0 >/dev/null
 fi
 echo "== cnnviz layers --model models/tinycnn.pt"
 "$cnnviz" layers --model "$model"
@@ -24,5 +24,7 @@ echo "== cnnviz actmax --model models/tinycnn.pt --layer conv5 --units 0-15 --st
   --reference-dataset "$dataset/images"
 echo "== cnnviz deconv --model models/tinycnn.pt --layer conv4 --units 0-15 --dataset $dataset"
 "$cnnviz" deconv --model "$model" --layer conv4 --units 0-15 --dataset "$dataset" --out "$out/deconv"
-echo "demo: wrote $out/layers.json, $out/actmax/ and $out/deconv/ (grid.png, units/, report.json);" \
-  "dataset in $dataset" >&2
+echo "== cnnviz dissect --model models/tinycnn.pt --dataset $dataset --layers conv3,conv4,conv5"
+"$cnnviz" dissect --model "$model" --dataset "$dataset" --layers conv3,conv4,conv5 --out "$out/dissect"
+echo "demo: wrote $out/layers.json, $out/actmax/, $out/deconv/ and $out/dissect/ (open" \
+  "$out/dissect/index.html); dataset in $dataset" >&2

@@ -201,3 +201,60 @@ TEST(CliDeconvTest, OneImageModeAndErrors) {
 
 }  // namespace
 }  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+TEST(CliDissectTest, WritesTallyReportHtmlAndArrays) {
+  const std::string out = TempDir("dissect");
+  Result result = RunCli("dissect -q --device cpu --model " + test::Fixture("planted.pt") + " --dataset " +
+                         test::Fixture("broden_missing_mask") + " --layers relu --quantile 0.02 --save-arrays --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  for (const char* file : {"report.json", "index.html", "relu/tally.csv", "relu/detectors.png", "relu/units/unit_0.png",
+                           "relu/intersection.npy", "relu/thresholds.npy", "relu/iou.npy"}) {
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + file)) << file;
+  }
+  std::ifstream tally(out + "/relu/tally.csv");
+  std::string header;
+  std::getline(tally, header);
+  EXPECT_EQ(header.rfind("unit,category,label,score,color-label,color-truth,color-activation,color-intersect,color-iou", 0), 0u)
+      << header;
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["images"], 59);
+  EXPECT_EQ(report["images_skipped"], 1);
+  const auto& layer = report["layers"][0];
+  EXPECT_EQ(layer["name"], "relu");
+  EXPECT_EQ(layer["categories"]["color"]["detectors"], 4);
+  EXPECT_EQ(layer["units"][0]["category"], "color");
+  EXPECT_TRUE(report["method"].contains("threshold"));
+}
+
+TEST(CliDissectTest, ErrorsAndDefaultDatasetLocation) {
+  const std::string model = " --device cpu --model " + test::Fixture("planted.pt");
+  ExpectOneLineError("dissect" + model + " --dataset broden --layers relu", 3, "CNNVIZ_BRODEN");
+  ExpectOneLineError("dissect" + model + " --dataset " + test::Fixture("broden_no_index") + " --layers relu", 3,
+                     "index.csv");
+  ExpectOneLineError("dissect --device cpu --model " + test::Fixture("tinycnn_script.pt") + " --dataset " +
+                         test::Fixture("concepts") + " --layers classifier",
+                     2, "no spatial extent");
+  ExpectOneLineError("dissect" + model + " --dataset " + test::Fixture("concepts") + " --layers relu --quantile 2", 2,
+                     "--quantile");
+}
+
+TEST(CliDissectTest, AKilledRunLeavesNoReport) {
+  const std::string out = TempDir("dissect_killed");
+  // Killed while working (vgg16 at 224x224 needs far more than 3 s for 2 x 60 images): no report.json,
+  // nothing half-written.
+  RunCli("dissect -q --device cpu --model " + test::Fixture("vgg16_script.pt") + " --input-size 224 --dataset " +
+         test::Fixture("concepts") + " --layers features.28 --batch 1 --out " + out + " & sleep 3; kill -9 $!");
+  EXPECT_FALSE(std::filesystem::exists(out + "/report.json"));
+  if (std::filesystem::exists(out)) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(out)) {
+      EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz
