@@ -306,8 +306,8 @@ def thresholds(memmap, quantile, rule):
     return result
 
 
-def tally(features, dataset, thresholds_by_layer, union_across_categories):
-    """Pass (c): {layer: (I [K, L], A [K, C])} and G [L]."""
+def tally_vectorized(features, dataset, thresholds_by_layer, union_across_categories):
+    """Pass (c), vectorized over units (faster than NetDissect-Lite): {layer: (I [K, L], A [K, C])} and G [L]."""
     num_labels, num_cats = dataset.num_labels, len(dataset.categories)
     G = np.zeros(num_labels, np.float64)
     stats = {name: (np.zeros((memmap.shape[1], num_labels), np.float64),
@@ -340,6 +340,120 @@ def tally(features, dataset, thresholds_by_layer, union_across_categories):
             for label in scalars:
                 I[:, label] += area
     return stats, G
+
+
+
+def label_planes(dataset, i, union_across_categories):
+    """One image's label data as NetDissect-Lite's loader yields it, for tally_faithful.
+
+    (carried category indices, planes int64 [P, sh*sw] or None, scalars). Every PNG of a category cell
+    is decoded into one plane (R + 256*G), as loader/data_loader.py's resolve_segmentation does, and
+    planes are concatenated over categories; integer entries are image-level labels (scalars). To
+    give exactly the per-label sets of Dataset.labels (which tally_vectorized uses) the planes are then
+    cleaned with a few whole-plane numpy ops: numbers outside label.csv become 0; a pixel whose label is
+    an image-level label of the same category (of any category with union_across_categories) becomes
+    0, that label already covering the whole image; and a pixel whose label an earlier plane of the same
+    category (of any category with union_across_categories) has at that pixel becomes 0, so that a
+    label is unioned within a category instead of counted twice (Lite's one difference there). Scalars
+    are listed once per category carrying them (once with union_across_categories).
+    """
+    sh, sw = dataset.seg_size(i)
+    valid = np.append(dataset.primary_index >= 0, False)  # index num_labels: out of range
+    carried, planes, scalars = [], [], []
+    group_of_plane, scalars_of_group = [], []
+    for ci, cat in enumerate(dataset.categories):
+        cell = (dataset.rows[i].get(cat) or "").strip()
+        entries = [entry.strip() for entry in cell.split(";") if entry.strip()]
+        if not entries:
+            continue
+        carried.append(ci)
+        group = 0 if union_across_categories else len(carried) - 1
+        if len(scalars_of_group) <= group:
+            scalars_of_group.append([])
+        for entry in entries:
+            if re.fullmatch(r"\d+", entry):
+                if int(entry) not in scalars_of_group[group]:
+                    scalars_of_group[group].append(int(entry))
+                continue
+            with Image.open(os.path.join(dataset.root, "images", entry)) as png:
+                rgb = np.asarray(png.convert("RGB"), dtype=np.int64)
+            if rgb.shape[:2] != (sh, sw):
+                raise _cli.UserError(f"{entry} is {rgb.shape[1]}x{rgb.shape[0]}, index.csv says {sw}x{sh}")
+            plane = (rgb[..., 0] + 256 * rgb[..., 1]).ravel()
+            plane[~valid[np.minimum(plane, dataset.num_labels)]] = 0
+            planes.append(plane)
+            group_of_plane.append(group)
+    for group in scalars_of_group:
+        scalars += group
+    if not planes:
+        return carried, None, scalars
+    for p, plane in enumerate(planes):
+        group = group_of_plane[p]
+        if scalars_of_group[group]:
+            plane[np.isin(plane, scalars_of_group[group])] = 0
+        for q in range(p):
+            if group_of_plane[q] == group:
+                plane[plane == planes[q]] = 0
+    return carried, np.stack(planes), scalars
+
+
+def tally_faithful(features, dataset, thresholds_by_layer, union_across_categories):
+    """Pass (c) as NetDissect-Lite's FeatureOperator.tally_job runs it: {layer: (I, A)}, G, label seconds.
+
+    One layer at a time (Lite calls tally once per layer), re-reading every image's label maps for
+    each layer. Per image: G from np.bincount of the label planes (computed again for every layer, as
+    Lite's tally_labels is); then a Python loop over units: skip the unit when its map's maximum does
+    not exceed its threshold (Lite's shortcut), else upsample that one unit's map (F.interpolate,
+    bilinear, align_corners=False; Lite: scipy.misc.imresize(mode='F'), i.e. PIL bilinear, which for
+    upsampling is the same interpolation), M = up > T_k, add |M| to A[k, every carried category],
+    np.bincount the label planes under M into I[k] and add |M| to I[k, s] for each image-level label s.
+
+    The one map goes in as a [1, 2, h, w] stride-0 expand of [1, 1, h, w]: for a single channel
+    libtorch 1.13's upsample_bilinear2d takes another inner loop whose float32 results differ from the
+    multi-channel loop in the last bit (it flips a few mask pixels at the threshold: plateaus left by
+    max pooling upsample to T_k exactly in one loop and to T_k + 1 ulp in the other) and is slower for
+    7x7 -> 112x112. With the expand each unit's upsampled map is bit-identical to its channel of the
+    all-units call of tally_vectorized (and of cnnviz), so both modes give identical tallies.
+    """
+    num_labels, num_cats = dataset.num_labels, len(dataset.categories)
+    stats, G, label_seconds = {}, None, 0.0
+    for name, memmap in features.items():
+        units = memmap.shape[1]
+        I = np.zeros((units, num_labels), np.float64)
+        A = np.zeros((units, num_cats), np.float64)
+        G_layer = np.zeros(num_labels, np.float64)
+        threshold = thresholds_by_layer[name].astype(np.float32)  # the float32 comparison of cnnviz
+        for i in range(len(dataset)):
+            sh, sw = dataset.seg_size(i)
+            mark = time.perf_counter()
+            carried, planes, scalars = label_planes(dataset, i, union_across_categories)
+            label_seconds += time.perf_counter() - mark
+            for scalar in scalars:
+                G_layer[scalar] += sh * sw
+            if planes is not None:
+                counts = np.bincount(planes.ravel(), minlength=num_labels)
+                counts[0] = 0
+                G_layer += counts
+            for unit in range(units):
+                feature_map = memmap[i][unit]
+                if not feature_map.max() > threshold[unit]:
+                    continue
+                one = torch.from_numpy(np.asarray(feature_map))[None, None]
+                up = F.interpolate(one.expand(1, 2, *one.shape[2:]), size=(sh, sw),
+                                   mode="bilinear", align_corners=False)[0, 0].numpy()
+                mask = (up > threshold[unit]).ravel()
+                area = int(np.count_nonzero(mask))
+                if carried:
+                    A[unit, carried] += area
+                if planes is not None:
+                    counts = np.bincount(planes[:, mask].ravel(), minlength=num_labels)
+                    counts[0] = 0
+                    I[unit] += counts
+                for scalar in scalars:
+                    I[unit, scalar] += area
+        stats[name] = (I, A)
+        G = G_layer
+    return stats, G, label_seconds
 
 
 def score(I, A, G, dataset, iou_threshold):
@@ -377,6 +491,11 @@ def parse_args(argv=None):
     parser.add_argument("--union-across-categories", action="store_true",
                         help="tally a label present in several categories of one image once (default: once "
                              "per category, like NetDissect-Lite)")
+    parser.add_argument("--tally", choices=["faithful", "vectorized"], default="faithful",
+                        help="faithful (default): NetDissect-Lite's tally, a layer at a time, labels re-read per "
+                             "layer, a Python loop over units with per-unit upsampling; vectorized: all layers per "
+                             "image read, units upsampled together and tallied with one matmul (faster than Lite, "
+                             "same tallies)")
     parser.add_argument("--all-ious", action="store_true", help="with --json: every unit's IoU for every label")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
@@ -416,7 +535,11 @@ def main(argv=None):
         limits = {name: thresholds(memmap, args.quantile, args.threshold_rule) for name, memmap in features.items()}
         seconds["quantile"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        stats, G = tally(features, dataset, limits, args.union_across_categories)
+        if args.tally == "faithful":
+            stats, G, seconds["tally_labels"] = tally_faithful(features, dataset, limits,
+                                                               args.union_across_categories)
+        else:
+            stats, G = tally_vectorized(features, dataset, limits, args.union_across_categories)
         seconds["tally"] = time.perf_counter() - mark
         shapes = {name: list(memmap.shape[1:]) for name, memmap in features.items()}
         del features
@@ -440,14 +563,15 @@ def main(argv=None):
               "images": len(dataset), "input_size": size, "quantile": args.quantile,
               "iou_threshold": args.iou_threshold,
               "threshold_method": "exact, rank" if args.threshold_rule == "rank" else "exact, np.quantile (linear)",
-              "union_across_categories": args.union_across_categories, "threads": args.threads,
+              "union_across_categories": args.union_across_categories, "tally": args.tally,
+              "threads": args.threads,
               "layers": layers, "seconds": seconds,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{args.model_kind} on {args.dataset}: {len(dataset)} images at {size}x{size}, quantile {args.quantile} "
-          f"(exact, {args.threshold_rule}), IoU > {args.iou_threshold}, {args.threads} thread(s)")
+          f"(exact, {args.threshold_rule}), IoU > {args.iou_threshold}, {args.tally} tally, {args.threads} thread(s)")
     for name, entry in layers.items():
         detector_cats = {}
         for label, cat, value in zip(entry["labels"], entry["categories"], entry["ious"]):

@@ -158,7 +158,6 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     std::vector<const UnitDissection*> order;
     for (const auto& unit : layer.units) order.push_back(&unit);
     std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
-    const auto masks = method.TopImageMasks(*source, layer, m.batch);
     json units = json::array();
     for (const UnitDissection* unit : order) {
       std::vector<at::Tensor> tiles;
@@ -167,7 +166,8 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
         const auto& [image_index, activation] = unit->top_images[r];
         at::Tensor image = source->Load(static_cast<size_t>(image_index));
         image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
-        tiles.push_back(OutlineMask(image, masks[static_cast<size_t>(unit->unit)][r]));
+        tiles.push_back(OutlineMask(image, NetworkDissection::TopImageMask(layer, unit->unit, static_cast<int64_t>(r),
+                                                                             spec.height, spec.width)));
         top.push_back({{"image", source->Name(static_cast<size_t>(image_index))}, {"activation", activation}});
       }
       const std::string figure = folder + "/units/unit_" + std::to_string(unit->unit) + ".png";
@@ -229,6 +229,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                        {"iou_threshold", m.iou_threshold},
                        {"batch", m.batch},
                        {"max_images", options.dataset_options.max_images},
+                       {"cache_mb", m.cache_mb},
                        {"save_arrays", options.save_arrays}};
   report["method"] = {
       {"threshold", "exact: the activation of rank ceil(quantile * values) from the top, per unit"},
@@ -238,6 +239,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
       {"multiple_masks", "several PNGs of one category are unioned per label"}};
   report["labels"] = label_table;
   report["images"] = result.images;
+  report["images_from_cache"] = result.cached_images;
   report["images_skipped"] = skipped.size();
   report["skipped"] = skipped;
   report["timings"] = {{"threshold_pass_seconds", result.threshold_seconds},
@@ -268,6 +270,10 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
   command->add_option("--categories", options->categories_text, "Only these categories, e.g. color,object (default all)");
   command->add_option("--batch", m.batch, "Images per forward pass")->capture_default_str();
   command->add_option("--max-images", options->dataset_options.max_images, "Use at most this many images (0 = all)")
+      ->capture_default_str();
+  command->add_option("--cache-mb", m.cache_mb,
+                      "Keep first-pass activations in memory up to this many MiB so the second pass skips the "
+                      "network for them (0 = off)")
       ->capture_default_str();
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays,

@@ -37,32 +37,32 @@ struct TopValues {
 };
 
 struct Tally {
-  at::Tensor intersection;    // [K, L+1] int64
+  at::Tensor intersection;    // [L+1, K] int64 (label-major: one contiguous row per label)
   at::Tensor label_area;      // [L+1] int64
   at::Tensor activated_area;  // [K, C] int64
 };
 
+// Adds one image. `mask` [S, K] int64 (0/1) at the segmentation size, pixel-major.
 void AddImage(Tally& tally, const at::Tensor& mask, const Segmentation& segmentation, size_t categories) {
-  // mask [K, S] float (0/1) at the segmentation size.
-  const int64_t pixels = mask.size(1);
-  const at::Tensor active = mask.sum(1).to(at::kLong);  // |M_k|
+  const int64_t pixels = mask.size(0), labels = tally.label_area.size(0);
+  const at::Tensor active = mask.sum(0);  // |M_k|
   for (size_t c = 0; c < categories; ++c) {
     if (!segmentation.Has(c)) continue;
     tally.activated_area.select(1, static_cast<int64_t>(c)).add_(active);
     for (int64_t label : segmentation.image[c]) {
-      tally.intersection.select(1, label).add_(active);
+      tally.intersection[label].add_(active);
       tally.label_area[label] += pixels;
     }
     if (!segmentation.pixel[c].defined()) continue;
     const at::Tensor maps = segmentation.pixel[c].flatten(1);  // [maps, S]
-    const at::Tensor labels = std::get<0>(at::_unique(maps.flatten()));
-    const at::Tensor present = labels.masked_select(labels > 0);
-    if (present.numel() == 0) continue;
-    // One-hot [S, U], unioned over the category's maps.
-    const at::Tensor onehot = (maps.unsqueeze(2) == present.view({1, 1, -1})).any(0).to(at::kFloat);
-    const at::Tensor intersect = at::mm(mask, onehot).round().to(at::kLong);  // [K, U]
-    tally.intersection.index_add_(1, present, intersect);
-    tally.label_area.index_add_(0, present, onehot.sum(0).round().to(at::kLong));
+    for (int64_t j = 0; j < maps.size(0); ++j) {
+      // Labels unknown to label.csv count as unlabelled; a label already present at a pixel in an
+      // earlier map of this category is not counted twice (maps are unioned per label).
+      at::Tensor codes = maps[j].masked_fill(maps[j] >= labels, 0);
+      for (int64_t i = 0; i < j; ++i) codes.masked_fill_(codes == maps[i], 0);
+      tally.intersection.index_add_(0, codes, mask);  // I[L(s), :] += M[s, :] for every pixel s
+      tally.label_area.add_(at::bincount(codes, {}, labels));
+    }
   }
 }
 
@@ -74,6 +74,7 @@ void DissectionOptions::Check() const {
   if (!(iou_threshold >= 0 && iou_threshold <= 1)) throw UsageError("--iou-threshold must be in [0, 1]");
   if (batch < 1) throw UsageError("--batch must be at least 1");
   if (top_images < 1) throw UsageError("top images per unit must be at least 1");
+  if (cache_mb < 0) throw UsageError("--cache-mb must be >= 0");
 }
 
 DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
@@ -107,8 +108,13 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     std::vector<int64_t> all(infos[l]->units);
     for (int64_t u = 0; u < infos[l]->units; ++u) all[u] = u;
     top_images.emplace_back(all, infos[l]->shape[3]);
+    top_images.back().keep_maps = true;
   }
   std::set<size_t> skipped;
+  // First-pass activations kept for the second pass, within the memory budget: image -> per layer [K,h,w].
+  std::map<size_t, std::vector<at::Tensor>> cache;
+  int64_t cache_bytes = 0;
+  const int64_t cache_limit = options.cache_mb * 1024 * 1024;
   {
     BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width);
     ImageBatch batch;
@@ -124,9 +130,20 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
         const at::Tensor indices =
             at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
+        int64_t batch_bytes = 0;
         for (size_t l = 0; l < names.size(); ++l) {
           tops[l].Update(out.taps[l]);
           top_images[l].Update(out.taps[l], indices, options.top_images);
+          batch_bytes += out.taps[l].numel() * 4;
+        }
+        if (cache_bytes + batch_bytes <= cache_limit) {
+          cache_bytes += batch_bytes;
+          for (size_t b = 0; b < batch.indices.size(); ++b) {
+            auto& maps = cache[batch.indices[b]];
+            for (size_t l = 0; l < names.size(); ++l) {
+              maps.push_back(out.taps[l][static_cast<int64_t>(b)].to(at::kCPU, at::kFloat));
+            }
+          }
         }
       }
       if (progress) progress(1, done, total);
@@ -146,7 +163,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   start = std::chrono::steady_clock::now();
   std::vector<Tally> tallies(names.size());
   for (size_t l = 0; l < names.size(); ++l) {
-    tallies[l].intersection = at::zeros({infos[l]->units, label_count}, at::kLong);
+    tallies[l].intersection = at::zeros({label_count, infos[l]->units}, at::kLong);
     tallies[l].label_area = at::zeros({label_count}, at::kLong);
     tallies[l].activated_area = at::zeros({infos[l]->units, static_cast<int64_t>(categories)}, at::kLong);
   }
@@ -158,11 +175,13 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         Sample sample;
         sample.index = i;
         sample.segmentation = source.LoadSegmentation(i);
-        at::Tensor image = source.Load(i);
-        if (image.size(1) != spec.height || image.size(2) != spec.width) {
-          image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+        if (!cache.count(i)) {  // cached images need only their labels
+          at::Tensor image = source.Load(i);
+          if (image.size(1) != spec.height || image.size(2) != spec.width) {
+            image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
+          }
+          sample.image = image;
         }
-        sample.image = image;
         out.samples.push_back(std::move(sample));
       } catch (const Error& e) {
         out.failures.emplace_back(i, e.what());
@@ -181,21 +200,43 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     }
     done = std::min(total, done + static_cast<size_t>(options.batch));
     if (batch.samples.empty()) continue;
+    // Maps of every sample, per layer: from the cache, or from one forward pass over the others.
+    std::vector<std::vector<at::Tensor>> maps(batch.samples.size());
     std::vector<at::Tensor> images;
-    for (const auto& sample : batch.samples) images.push_back(sample.image);
-    const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
+    std::vector<size_t> uncached;
+    for (size_t b = 0; b < batch.samples.size(); ++b) {
+      auto it = cache.find(batch.samples[b].index);
+      if (it != cache.end()) {
+        maps[b] = it->second;
+        ++result.cached_images;
+      } else {
+        images.push_back(batch.samples[b].image);
+        uncached.push_back(b);
+      }
+    }
+    if (!images.empty()) {
+      const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
+      for (size_t j = 0; j < uncached.size(); ++j) {
+        for (size_t l = 0; l < names.size(); ++l) {
+          maps[uncached[j]].push_back(out.taps[l][static_cast<int64_t>(j)].to(at::kCPU, at::kFloat));
+        }
+      }
+    }
     for (size_t l = 0; l < names.size(); ++l) {
-      const at::Tensor maps = out.taps[l].to(at::kCPU, at::kFloat);
       for (size_t b = 0; b < batch.samples.size(); ++b) {
         const Segmentation& segmentation = batch.samples[b].segmentation;
-        const at::Tensor up = at::upsample_bilinear2d(maps[static_cast<int64_t>(b)].unsqueeze(0),
-                                                      {segmentation.height, segmentation.width}, false)[0];
-        const at::Tensor mask = (up > thresholds[l].view({-1, 1, 1})).flatten(1).to(at::kFloat);
+        const at::Tensor up = at::upsample_bilinear2d(maps[b][l].unsqueeze(0), {segmentation.height, segmentation.width},
+                                                      false)[0];
+        const at::Tensor mask = (up > thresholds[l].view({-1, 1, 1})).flatten(1).t().to(at::kLong).contiguous();
         AddImage(tallies[l], mask, segmentation, categories);
       }
     }
     result.images += batch.samples.size();
     if (progress) progress(2, done, total);
+  }
+  for (auto& tally : tallies) {  // label 0 (unlabelled pixels) collected counts nobody scores
+    tally.intersection[0].zero_();
+    tally.label_area[0] = 0;
   }
   result.tally_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -207,10 +248,11 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     LayerDissection layer;
     layer.name = names[l];
     const Tally& tally = tallies[l];
-    layer.intersection = tally.intersection;
+    layer.intersection = tally.intersection.t().contiguous();
     layer.label_area = tally.label_area;
     layer.activated_area = tally.activated_area;
     layer.thresholds = thresholds[l];
+    layer.top_maps = top_images[l].maps.view({infos[l]->units, -1, infos[l]->shape[2], infos[l]->shape[3]});
     const int64_t units = infos[l]->units;
     // A_k,primary(c) for every label: [K, L+1]; labels without a primary category score 0.
     at::Tensor area = at::zeros({units, label_count}, at::kDouble);
@@ -220,7 +262,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       area.select(1, c).copy_(tally.activated_area.select(1, primary[c]).to(at::kDouble));
       valid[c] = true;
     }
-    const at::Tensor intersection = tally.intersection.to(at::kDouble);
+    const at::Tensor intersection = layer.intersection.to(at::kDouble);
     const at::Tensor denominator = area + tally.label_area.to(at::kDouble).unsqueeze(0) - intersection;
     layer.iou = at::where(valid.unsqueeze(0) & (denominator > 0), intersection / denominator.clamp_min(1e-12),
                           at::zeros_like(intersection));
@@ -260,39 +302,10 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   return result;
 }
 
-std::vector<std::vector<at::Tensor>> NetworkDissection::TopImageMasks(const ImageSource& source,
-                                                                    const LayerDissection& layer,
-                                                                    int64_t batch) const {
-  const Model& model = probe_.model();
-  const InputSpec& spec = model.input_spec();
-  std::map<int64_t, std::vector<std::pair<size_t, size_t>>> users;  // image -> (unit, rank)
-  std::vector<std::vector<at::Tensor>> masks(layer.units.size());
-  for (size_t u = 0; u < layer.units.size(); ++u) {
-    masks[u].resize(layer.units[u].top_images.size());
-    for (size_t r = 0; r < layer.units[u].top_images.size(); ++r) {
-      users[layer.units[u].top_images[r].first].emplace_back(u, r);
-    }
-  }
-  std::vector<int64_t> images;
-  for (const auto& entry : users) images.push_back(entry.first);
-  at::NoGradGuard no_grad;
-  for (size_t begin = 0; begin < images.size(); begin += static_cast<size_t>(batch)) {
-    const size_t end = std::min(images.size(), begin + static_cast<size_t>(batch));
-    std::vector<at::Tensor> loaded;
-    for (size_t i = begin; i < end; ++i) {
-      at::Tensor image = source.Load(static_cast<size_t>(images[i]));
-      loaded.push_back(at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false)[0]);
-    }
-    const ProbeOutput out = probe_.Run(ViewSpec{{layer.name}, false}, model.Preprocess(at::stack(loaded)));
-    const at::Tensor maps = out.taps[0].to(at::kCPU, at::kFloat);
-    for (size_t i = begin; i < end; ++i) {
-      for (const auto& [u, r] : users[images[i]]) {
-        const at::Tensor map = maps[static_cast<int64_t>(i - begin)][layer.units[u].unit].unsqueeze(0).unsqueeze(0);
-        masks[u][r] = at::upsample_bilinear2d(map, {spec.height, spec.width}, false)[0][0] > layer.units[u].threshold;
-      }
-    }
-  }
-  return masks;
+at::Tensor NetworkDissection::TopImageMask(const LayerDissection& layer, int64_t unit, int64_t rank, int64_t height,
+                                            int64_t width) {
+  const at::Tensor map = layer.top_maps[unit][rank].unsqueeze(0).unsqueeze(0);
+  return at::upsample_bilinear2d(map, {height, width}, false)[0][0] > layer.thresholds[unit];
 }
 
 }  // namespace cnnviz

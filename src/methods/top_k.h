@@ -23,7 +23,9 @@ struct LayerTopK {
   at::Tensor values;     // [U, k]
   at::Tensor images;     // [U, k] image indices
   at::Tensor positions;  // [U, k] flat position in the map
+  at::Tensor maps;       // [U, k, H*W] the units' maps on their top images, when keep_maps
   int64_t width = 0;
+  bool keep_maps = false;
 
   void Update(const at::Tensor& activations, const at::Tensor& image_indices, int64_t k) {
     // activations [B, C, H, W] -> per kept unit its maximum and where: [U, B].
@@ -36,6 +38,11 @@ struct LayerTopK {
     const auto [kept, order] = all_values.topk(std::min<int64_t>(k, all_values.size(1)), 1);
     images = at::cat({images, batch_images}, 1).gather(1, order);
     positions = at::cat({positions, batch_positions}, 1).gather(1, order);
+    if (keep_maps) {
+      const at::Tensor batch_maps = selected.transpose(0, 1).to(at::kCPU, at::kFloat);  // [U, B, HW]
+      const at::Tensor all_maps = maps.defined() ? at::cat({maps, batch_maps}, 1) : batch_maps;
+      maps = all_maps.gather(1, order.unsqueeze(2).expand({order.size(0), order.size(1), all_maps.size(2)}));
+    }
     values = kept;
   }
 };

@@ -35,8 +35,12 @@ struct DissectionOptions {
   double iou_threshold = 0.04;
   // Images per forward batch. Default 16.
   int64_t batch = 16;
-  // Top images kept per unit for figures. Default 4.
+  // Top images kept per unit for figures (with the unit's map on each). Default 4.
   int64_t top_images = 4;
+  // Activations of the first pass are kept in memory up to this many MiB, so the second pass does not
+  // run the network again for those images; the rest are recomputed. Memory stays bounded whatever
+  // the dataset size. 0 disables the cache. Default 1024.
+  int64_t cache_mb = 1024;
   // Throws UsageError for bad values.
   void Check() const;
 };
@@ -62,6 +66,7 @@ struct LayerDissection {
   // and the IoU [K, labels+1] (double).
   at::Tensor intersection, label_area, activated_area, iou;
   at::Tensor thresholds;  // [K]
+  at::Tensor top_maps;    // [K, top, h, w]: each unit's map on each of its top images
   int64_t detectors = 0;
   std::vector<int64_t> unique_concepts;  // per category
   std::vector<int64_t> detectors_per_category;
@@ -70,6 +75,7 @@ struct LayerDissection {
 struct DissectionResult {
   std::vector<LayerDissection> layers;
   size_t images = 0;                                    // images used in both passes
+  size_t cached_images = 0;                             // images whose second pass reused cached maps
   std::vector<std::pair<size_t, std::string>> skipped;  // images skipped: index, reason
   double threshold_seconds = 0, tally_seconds = 0;
 };
@@ -82,11 +88,10 @@ class NetworkDissection {
   DissectionResult Run(const SegmentationSource& source, const DissectionOptions& options,
                        const Progress& progress = nullptr) const;
 
-  // For figures: each unit's activation mask on each of its top images, at the model input size
-  // (map upsampled bilinearly, then > threshold): [units][top] of [H,W] bool. Every distinct image is
-  // run once, in batches.
-  std::vector<std::vector<at::Tensor>> TopImageMasks(const ImageSource& source, const LayerDissection& layer,
-                                                     int64_t batch) const;
+  // For figures: unit `unit`'s mask on its `rank`-th top image at height x width (its map upsampled
+  // bilinearly, then > threshold), from the maps kept in the first pass.
+  static at::Tensor TopImageMask(const LayerDissection& layer, int64_t unit, int64_t rank, int64_t height,
+                                 int64_t width);
 
  private:
   const Probe& probe_;
