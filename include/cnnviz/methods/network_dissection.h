@@ -11,8 +11,10 @@
 //     A_k,cat += |M_k| for each category the image has labels in.
 // IoU_kc = I_kc / (A_k,primary(c) + G_c - I_kc); a unit's label is its best concept; it is a detector
 // when that IoU exceeds the threshold. Label occurrences count in every category column they appear
-// in; their area term uses their primary category. No activation is stored: memory is the threshold
-// buffer plus O(units x labels) tallies.
+// in; their area term uses their primary category. No activation is stored on disk: memory is the
+// threshold buffer, O(units x labels) tallies, each unit's maps on its top images, and an optional
+// activation cache of fixed size (cache_mb) that spares the second pass the network for the images it
+// holds.
 #pragma once
 
 #include <ATen/core/Tensor.h>
