@@ -5,7 +5,7 @@
     /usr/bin/python3 bench/dissect_baseline.py --model-kind tinycnn|resnet18 --weights FILE.pt
         --dataset DIR --layers conv3,conv4,conv5 [--quantile 0.005] [--iou-threshold 0.04]
         [--batch 16] [--max-images N] [--threads 1] [--workdir DIR] [--threshold-rule rank|quantile]
-        [--union-across-categories] [--all-ious] [--json]
+        [--union-across-categories] [--tally faithful|vectorized] [--all-ious] [--json]
 
 Model (eager, eval mode, forward hooks on the layers that clone their outputs):
   tinycnn   models/export_torchvision.build_tinycnn(FILE.pt) (e.g. models/tinycnn.pt);
@@ -27,7 +27,10 @@ Algorithm, pass by pass (every image of index.csv, both splits, or the first --m
           values of unit k, r = max(1, ceil(quantile * N * h * w)) (np.partition);
         --threshold-rule quantile: T_k = np.quantile(values, 1 - quantile), linear interpolation
           between order statistics, like the np.percentile of NetDissect-Lite's quantile_threshold.
-  (c) tally: per image, its label maps are read once for all layers. Pixel-level category cells list
+  (c) tally (both --tally modes give bit-identical I, A and G: checked on concepts200 with tinycnn
+      conv1..conv5 and resnet18 layer3/layer4, and on a variant with several PNGs and image-level
+      labels per cell, both threshold rules, with and without --union-across-categories; the
+      benchmark compares the two modes' IoUs on every run). Pixel-level category cells list
       PNGs (relative to images/; label = R + 256*G, 0 = unlabelled); the PNGs of one category are
       UNIONED per label (NetDissect-Lite concatenates them and bincounts, counting an overlap twice).
       Integer entries are image-level labels (full-image masks of sh x sw). For each layer every
@@ -47,9 +50,18 @@ Algorithm, pass by pass (every image of index.csv, both splits, or the first --m
       fires only on unlabelled pixels of a category (synth: object masks leave the background
       unlabelled) or a category's only label has another primary category (synth: scene
       "chequered" is primarily a texture); there Lite's A is smaller and its IoU larger.
-      The per-image work is vectorized over units (one float matmul of the [K, sh*sw] masks with the
-      [labels, sh*sw] label masks); NetDissect-Lite loops over units in Python and re-reads the
-      segmentations once per layer.
+      --tally faithful (default; the plain-Python NetDissect-Lite the benchmark compares against):
+      the loop structure of Lite's FeatureOperator.tally_job. One layer at a time (Lite runs tally once
+      per layer), every image's label PNGs decoded again for each layer into label planes (R + 256*G,
+      Lite's loader); per image G from np.bincount of the planes, then a Python loop over units: skip
+      the unit when its map's maximum is not above T_k (Lite's shortcut), else upsample that unit's
+      map alone, M_k = up > T_k, np.bincount of the planes' pixels under M_k into I[k], |M_k| into
+      A[k, cat] (see tally_faithful). Lite decodes segmentations in a prefetching multiprocessing
+      pool; here they are decoded in-process -- seconds.tally_labels says how much of the tally
+      that is. Lite's extra per-unit np.dot with the label/category matrix is not done.
+      --tally vectorized (faster than Lite): per image its labels are read once for all layers and
+      the work is vectorized over units (all K maps upsampled in one call, one float matmul of the
+      [K, sh*sw] masks with the [labels, sh*sw] label masks).
   (d) IoU[k, c] = I[k, c] / (A[k, primary(c)] + G[c] - I[k, c]) (0 where the denominator is 0);
       primary(c) = the category with the largest count in label.csv's `category` column
       ("texture(849);scene(447)" -> texture; ties -> the first listed). Each unit's label is its
@@ -60,7 +72,9 @@ Output: human-readable, or with --json one object
   {"images", "quantile", "iou_threshold", "threshold_method": "exact, rank" or "exact, np.quantile (linear)",
    "layers": {name: {"units", "shape", "detectors", "labels", "categories", "ious", "thresholds",
                      ["label_names", "all_ious"] with --all-ious}},
-   "seconds": {"load", "extract", "quantile", "tally", "total"}, "peak_rss_mb"}
+   "tally": "faithful" or "vectorized",
+   "seconds": {"load", "extract", "quantile", "tally", ["tally_labels" (faithful: label decoding, part of
+               "tally")], "total"}, "peak_rss_mb"}
 "total" runs from the start of main (after imports) to the end of the tally; "peak_rss_mb" is
 resource.getrusage(RUSAGE_SELF).ru_maxrss / 1024, which includes the memmap pages resident in the
 page cache while they are mapped (as for NetDissect-Lite).

@@ -2,12 +2,20 @@
 """Network dissection benchmark: `cnnviz dissect` against the plain-Python NetDissect-Lite baseline
 (bench/dissect_baseline.py, exact thresholds), as ratios, plus peak memory and agreement.
 
+The comparison is against the baseline's default --tally faithful: NetDissect-Lite's tally loop (a layer
+at a time, labels re-read per layer, a Python loop over units with Lite's max > threshold skip and
+per-unit upsampling and np.bincount). Cases 1 and 2 also run --tally vectorized (all units of an
+image upsampled and tallied at once, labels read once for all layers) as a second Python reference
+line; both modes give identical tallies (checked per case: "faithful vs vectorized"). Which of the two
+is faster depends on how many (image, unit) pairs Lite's skip leaves: at quantile 0.005 on the synthetic
+data it skips most units of deep layers, so the faithful loop is not necessarily the slower one.
+
     /usr/bin/python3 bench/dissect_bench.py [--build build] [--images 2000] [--quick]
 
 Datasets: models/make_concepts.py --seed 0 into BUILD/bench-data/concepts<N> (reused when present), for
 N = --images and, for the memory comparison, 1000 and 4000 (--quick: 200, 100 and 400).
-Cases, each run by both tools as subprocesses with bench_common.ENV (1 intra-op thread,
-OMP_WAIT_POLICY=PASSIVE), batches of 16:
+Cases, each run by both tools (the baseline faithful, and vectorized for cases 1 and 2) as subprocesses
+with bench_common.ENV (1 intra-op thread, OMP_WAIT_POLICY=PASSIVE), batches of 16:
   1. models/tinycnn.pt, all conv layers (conv1..conv5), N images at 96x96;
   2. resnet18 (random weights, bench_common.ensure_resnet18, 224x224 sidecar), layer4, N images;
   3. case 1 at 1000 and 4000 images: peak RSS against dataset size (cnnviz should stay flat; the
@@ -93,10 +101,10 @@ def cnnviz_status(binary):
     return None
 
 
-def run_python(kind, model, dataset, layers):
+def run_python(kind, model, dataset, layers, tally="faithful"):
     command = [sys.executable, os.path.join(ROOT, "bench", "dissect_baseline.py"), "--model-kind", kind,
                "--weights", model, "--dataset", dataset, "--layers", ",".join(layers), "--batch", "16",
-               "--threads", "1", "--all-ious", "--json"]
+               "--threads", "1", "--tally", tally, "--all-ious", "--json"]
     rc, out, err, wall, rss = measured(command)
     if rc != 0:
         raise SystemExit(f"dissect_baseline.py failed ({rc}): {err.strip()[-2000:]}")
@@ -177,26 +185,55 @@ def agreement(python, cnnviz):
             "max_threshold_rel_diff": max_threshold_diff, "worst": worst[:3]}
 
 
+def python_modes_agreement(faithful, vectorized):
+    """(units with equal best label, units, max |IoU diff| over all units x labels) of two baseline runs."""
+    total = equal = 0
+    max_diff = 0.0
+    for name, ours in faithful["layers"].items():
+        theirs = vectorized["layers"].get(name)
+        if theirs is None:
+            continue
+        for k, label in enumerate(ours["labels"]):
+            total += 1
+            equal += label == theirs["labels"][k]
+            row = zip(ours["all_ious"][k], theirs["all_ious"][k])
+            max_diff = max([max_diff] + [abs(a - b) for a, b in row])
+    return equal, total, max_diff
+
+
 def detectors(layers, python):
     if python:
         return ", ".join(f"{name} {entry['detectors']}/{entry['units']}" for name, entry in layers.items())
     return ", ".join(f"{name} {entry['detectors']}/{len(entry['units'])}" for name, entry in layers.items())
 
 
-def report_case(title, python, cnnviz):
+def python_line(label, python):
     seconds = python["result"]["seconds"]
-    print(f"\n{title}")
-    print(f"  python : {python['wall']:7.2f} s wall, peak RSS {python['rss']:7.0f} MB  (extract "
-          f"{seconds['extract']:.2f}, quantile {seconds['quantile']:.2f}, tally {seconds['tally']:.2f}); "
+    labels = f" of which labels {seconds['tally_labels']:.2f}" if "tally_labels" in seconds else ""
+    print(f"  {label}: {python['wall']:7.2f} s wall, peak RSS {python['rss']:7.0f} MB  (extract "
+          f"{seconds['extract']:.2f}, quantile {seconds['quantile']:.2f}, tally {seconds['tally']:.2f}{labels}); "
           f"detectors {detectors(python['layers'], True)}")
+
+
+def report_case(title, python, cnnviz, vectorized=None):
+    print(f"\n{title}")
+    python_line("python faithful (Lite)", python)
+    if vectorized is not None:
+        python_line("python vectorized     ", vectorized)
+        equal, total, max_diff = python_modes_agreement(python, vectorized)
+        print(f"  faithful vs vectorized: best label equal for {equal}/{total} units, max |IoU diff| {max_diff:.2g}"
+              + ("" if equal == total and max_diff == 0 else "  <-- SHOULD BE IDENTICAL"))
     if cnnviz is None:
         return
     timings = cnnviz["report"].get("timings", {})
     timing_text = ", ".join(f"{key} {value:.2f}" for key, value in timings.items() if isinstance(value, (int, float)))
-    print(f"  cnnviz : {cnnviz['wall']:7.2f} s wall, peak RSS {cnnviz['rss']:7.0f} MB  ({timing_text}); "
-          f"detectors {detectors(cnnviz['layers'], False)}")
-    print(f"  ratio python/cnnviz: time {python['wall'] / cnnviz['wall']:.2f}x, "
+    print(f"  cnnviz                : {cnnviz['wall']:7.2f} s wall, peak RSS {cnnviz['rss']:7.0f} MB  "
+          f"({timing_text}); detectors {detectors(cnnviz['layers'], False)}")
+    print(f"  ratio python faithful/cnnviz: time {python['wall'] / cnnviz['wall']:.2f}x, "
           f"peak memory {python['rss'] / cnnviz['rss']:.2f}x")
+    if vectorized is not None:
+        print(f"  ratio python vectorized/cnnviz: time {vectorized['wall'] / cnnviz['wall']:.2f}x, "
+              f"peak memory {vectorized['rss'] / cnnviz['rss']:.2f}x")
     check = agreement(python, cnnviz)
     if check["units"]:
         print(f"  agreement: best label equal for {check['agree']}/{check['units']} units "
@@ -226,6 +263,7 @@ def main():
     if missing:
         print(f"NOTE: {missing}; running the Python baseline only.")
     print(f"Network dissection, quantile 0.005 (exact thresholds on both sides), IoU > 0.04, batch 16, "
+          f"python tally faithful to NetDissect-Lite (plus vectorized for cases 1-2), "
           f"1 thread, OMP_WAIT_POLICY=PASSIVE; timer: "
           f"{'/usr/bin/time' if os.access(GNU_TIME, os.X_OK) else '/proc VmHWM polling'}")
 
@@ -240,13 +278,16 @@ def main():
         return results[key]
 
     python, cnnviz = case("tinycnn", tinycnn, TINY_LAYERS, count)
-    report_case(f"1. tinycnn, all conv layers ({','.join(TINY_LAYERS)}), {count} images at 96x96", python, cnnviz)
+    vectorized = run_python("tinycnn", tinycnn, datasets[count], TINY_LAYERS, "vectorized")
+    report_case(f"1. tinycnn, all conv layers ({','.join(TINY_LAYERS)}), {count} images at 96x96", python, cnnviz,
+                vectorized)
     python, cnnviz = case("resnet18", resnet, ["layer4"], count)
-    report_case(f"2. resnet18 layer4, {count} images at 224x224", python, cnnviz)
+    vectorized = run_python("resnet18", resnet, datasets[count], ["layer4"], "vectorized")
+    report_case(f"2. resnet18 layer4, {count} images at 224x224", python, cnnviz, vectorized)
 
     for n in (small, large):
         case("tinycnn", tinycnn, TINY_LAYERS, n)
-    print("\n3. peak RSS against dataset size, tinycnn all conv layers (MB)")
+    print("\n3. peak RSS against dataset size, tinycnn all conv layers (MB; python = faithful tally)")
     sizes = sorted({small, count, large})
     python_rss = {n: results[("tinycnn", n)][0]["rss"] for n in sizes}
     print("  images : " + "".join(f"{n:>9}" for n in sizes))
