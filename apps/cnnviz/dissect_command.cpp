@@ -2,7 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -77,6 +80,44 @@ std::string TallyCsv(const LayerDissection& layer, const SegmentationSource& sou
     csv << '\n';
   }
   return csv.str();
+}
+
+// Per unit a strip of its top images (tile x tile) with its mask outlined, written by every core in
+// parallel: decoding and PNG encoding dominate and are independent per unit.
+constexpr int64_t kTileSide = 112;
+void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& layer, const std::string& folder,
+                      int64_t tile, int64_t height, int64_t width) {
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto work = [&] {
+    at::NoGradGuard no_grad;
+    for (size_t u = next++; u < layer.units.size(); u = next++) {
+      try {
+        const UnitDissection& unit = layer.units[u];
+        std::vector<at::Tensor> tiles;
+        for (size_t r = 0; r < unit.top_images.size(); ++r) {
+          at::Tensor image = source.Load(static_cast<size_t>(unit.top_images[r].first));
+          image = at::upsample_bilinear2d(image.unsqueeze(0), {height, width}, false).squeeze(0);
+          const at::Tensor mask = NetworkDissection::TopImageMask(layer, unit.unit, static_cast<int64_t>(r), height, width);
+          tiles.push_back(ResizeSquare(OutlineMask(image, mask), tile));
+        }
+        if (!tiles.empty()) {
+          WritePng(folder + "/unit_" + std::to_string(unit.unit) + ".png",
+                   MakeGrid(at::stack(tiles), {}, static_cast<int64_t>(tiles.size())));
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  const unsigned count = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  for (unsigned i = 1; i < count; ++i) workers.emplace_back(work);
+  work();
+  for (auto& worker : workers) worker.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace
@@ -158,20 +199,15 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     std::vector<const UnitDissection*> order;
     for (const auto& unit : layer.units) order.push_back(&unit);
     std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
+    WriteUnitFigures(*source, layer, (out / folder / "units").string(), std::min<int64_t>(spec.height, kTileSide),
+                     spec.height, spec.width);
     json units = json::array();
     for (const UnitDissection* unit : order) {
-      std::vector<at::Tensor> tiles;
       json top = json::array();
-      for (size_t r = 0; r < unit->top_images.size(); ++r) {
-        const auto& [image_index, activation] = unit->top_images[r];
-        at::Tensor image = source->Load(static_cast<size_t>(image_index));
-        image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
-        tiles.push_back(OutlineMask(image, NetworkDissection::TopImageMask(layer, unit->unit, static_cast<int64_t>(r),
-                                                                             spec.height, spec.width)));
+      for (const auto& [image_index, activation] : unit->top_images) {
         top.push_back({{"image", source->Name(static_cast<size_t>(image_index))}, {"activation", activation}});
       }
       const std::string figure = folder + "/units/unit_" + std::to_string(unit->unit) + ".png";
-      if (!tiles.empty()) WritePng((out / figure).string(), MakeGrid(at::stack(tiles), {}, static_cast<int64_t>(tiles.size())));
       json best_per_category = json::object();
       for (size_t c = 0; c < categories.size(); ++c) {
         const LabelScore& best = unit->per_category[c];

@@ -37,7 +37,10 @@ void WritePng(const std::string& path, const at::Tensor& image) {
     out = mat;
   }
   std::vector<unsigned char> bytes;
-  if (!cv::imencode(".png", out, bytes)) throw InputError("cannot encode PNG for '" + path + "'");
+  // Fast compression: figures are written by the hundred and read by people, not archived.
+  if (!cv::imencode(".png", out, bytes, {cv::IMWRITE_PNG_COMPRESSION, 1})) {
+    throw InputError("cannot encode PNG for '" + path + "'");
+  }
   WriteFileAtomic(path, bytes);
 }
 

@@ -41,8 +41,8 @@ struct DissectionOptions {
   int64_t top_images = 4;
   // Activations of the first pass are kept in memory up to this many MiB, so the second pass does not
   // run the network again for those images; the rest are recomputed. Memory stays bounded whatever
-  // the dataset size. 0 disables the cache. Default 1024.
-  int64_t cache_mb = 1024;
+  // the dataset size. 0 disables the cache. Default 256.
+  int64_t cache_mb = 256;
   // Throws UsageError for bad values.
   void Check() const;
 };
