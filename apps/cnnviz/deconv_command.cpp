@@ -22,15 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    if (!item.empty()) items.push_back(item);
-  }
-  return items;
-}
-
 constexpr int64_t kMinTile = 48, kMaxTile = 128;
 
 }  // namespace

@@ -19,21 +19,13 @@
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/units.h"
 
 namespace cnnviz::app {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    if (!item.empty()) items.push_back(item);
-  }
-  return items;
-}
 
 std::string Format(double value) {
   std::ostringstream out;

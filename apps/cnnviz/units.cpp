@@ -26,4 +26,13 @@ std::vector<int64_t> ParseUnits(const std::string& text) {
   return units;
 }
 
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
 }  // namespace cnnviz::app

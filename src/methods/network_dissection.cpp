@@ -25,14 +25,33 @@ struct SampleBatch {
   std::vector<std::pair<size_t, std::string>> failures;
 };
 
-// Exact top-m values of every unit, merged one batch at a time.
+// Exact top-`keep` values of every unit over a stream of batches. Once the buffer is full only values
+// above a unit's current keep-th largest can enter; those few are collected and merged only when
+// they add up to another `keep`, so most batches cost one comparison pass instead of a full top-k.
 struct TopValues {
-  at::Tensor values;  // [K, <= m], descending
+  at::Tensor values;   // [K, <= keep], descending
+  at::Tensor pending;  // [K, P] candidates not merged yet (-inf padding)
   int64_t keep = 1;
+
   void Update(const at::Tensor& activations) {  // [B, K, H, W]
     const at::Tensor flat = activations.transpose(0, 1).flatten(1).to(at::kCPU, at::kFloat);  // [K, B*H*W]
-    const at::Tensor merged = values.defined() ? at::cat({values, flat}, 1) : flat;
-    values = std::get<0>(merged.topk(std::min<int64_t>(keep, merged.size(1)), 1));
+    if (!values.defined() || values.size(1) < keep) {
+      const at::Tensor merged = values.defined() ? at::cat({values, flat}, 1) : flat;
+      values = std::get<0>(merged.topk(std::min<int64_t>(keep, merged.size(1)), 1));
+      return;
+    }
+    const at::Tensor above = flat > values.select(1, keep - 1).unsqueeze(1);
+    const int64_t most = above.sum(1).max().item<int64_t>();
+    if (most == 0) return;
+    const at::Tensor candidates = std::get<0>(flat.masked_fill(above.logical_not(), -INFINITY).topk(most, 1));
+    pending = pending.defined() ? at::cat({pending, candidates}, 1) : candidates;
+    if (pending.size(1) >= keep) Merge();
+  }
+
+  void Merge() {
+    if (!pending.defined()) return;
+    values = std::get<0>(at::cat({values, pending}, 1).topk(keep, 1));
+    pending = at::Tensor();
   }
 };
 
@@ -155,6 +174,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   for (size_t l = 0; l < names.size(); ++l) {
     const int64_t values = static_cast<int64_t>(used) * infos[l]->shape[2] * infos[l]->shape[3];
     const int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.quantile * values)));
+    tops[l].Merge();
     thresholds.push_back(tops[l].values.select(1, std::min(rank, tops[l].values.size(1)) - 1).contiguous());
   }
   result.threshold_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
