@@ -1,0 +1,65 @@
+// CUDA against CPU: taps, rule gradients, an activation-maximization step and dissection tallies agree
+// within stated tolerances. Every test skips cleanly without a CUDA device (ctest label "cuda").
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include "cnnviz/methods/activation_maximization.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+// cuDNN and CPU kernels sum in different orders (and may use TF32 for convolutions): agreement to
+// 1e-3 relative is what float32 allows after resnet18's depth.
+constexpr double kTolerance = 1e-3;
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device on this machine"
+
+std::shared_ptr<Model> LoadOn(const std::string& file, const c10::Device& device, int64_t size) {
+  auto model = Model::Load(test::Fixture(file), device);
+  model->mutable_input_spec().height = size;
+  model->mutable_input_spec().width = size;
+  return model;
+}
+
+TEST(CudaTest, TapsAndRuleGradientsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  const c10::Device cuda(c10::kCUDA, 0);
+  Probe cpu(LoadOn("resnet18_script.pt", c10::Device(c10::kCPU), 64));
+  Probe gpu(LoadOn("resnet18_script.pt", cuda, 64));
+  const at::Tensor input = test::LoadReference(test::Fixture("resnet18_script_ref.pt")).at("input").toTensor();
+  for (BackwardRule rule : {BackwardRule::kGradient, BackwardRule::kDeconvNet, BackwardRule::kGuided}) {
+    ViewSpec spec{{"layer2", "layer3"}, true, rule};
+    at::Tensor x_cpu = input.clone().requires_grad_(true);
+    at::Tensor x_gpu = input.to(cuda).requires_grad_(true);
+    ProbeOutput a = cpu.Run(spec, x_cpu), b = gpu.Run(spec, x_gpu);
+    for (size_t i = 0; i < a.taps.size(); ++i) {
+      EXPECT_LE(test::RelativeError(b.taps[i].cpu(), a.taps[i].detach()), kTolerance) << spec.taps[i];
+    }
+    a.taps[1].sum().backward();
+    b.taps[1].sum().backward();
+    EXPECT_LE(test::RelativeError(x_gpu.grad().cpu(), x_cpu.grad()), kTolerance) << ToString(rule);
+  }
+}
+
+TEST(CudaTest, OneActivationMaximizationStepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  ActMaxOptions options;
+  options.layer = "conv3";
+  options.units = {1, 4};
+  options.render.steps = 1;
+  options.param.height = options.param.width = 64;
+  Probe cpu(LoadOn("tinycnn_script.pt", c10::Device(c10::kCPU), 96));
+  Probe gpu(LoadOn("tinycnn_script.pt", c10::Device(c10::kCUDA, 0), 96));
+  const ActMaxResult a = ActivationMaximization(cpu).Run(options);
+  const ActMaxResult b = ActivationMaximization(gpu).Run(options);
+  // Same initialization (drawn on the CPU for every device), same transforms, one Adam step of 0.05.
+  EXPECT_LT((a.images - b.images).abs().max().item<float>(), 1e-3f);
+  for (size_t i = 0; i < a.units.size(); ++i) {
+    EXPECT_NEAR(a.units[i].initial_value, b.units[i].initial_value, kTolerance * (1 + std::abs(a.units[i].initial_value)));
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz
