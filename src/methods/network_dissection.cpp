@@ -14,10 +14,56 @@
 namespace cnnviz {
 namespace {
 
+// One image's labels, prepared once (on the decoding thread) for every layer's tally.
+struct PreparedLabels {
+  int64_t height = 0, width = 0;
+  std::vector<bool> has;                       // per category: the image carries labels of it
+  std::vector<std::vector<int64_t>> image;     // per category: image-level labels
+  std::vector<at::Tensor> present;             // per category: pixel labels present [U] int64 (or undefined)
+  // Per category, the labelled (pixel, label) pairs, union over the category's maps: pixel index [P]
+  // and the label's slot in `present` [P].
+  std::vector<at::Tensor> pixel_index, pixel_slot;
+  at::Tensor area_labels, area_counts;         // label areas of this image: labels [n], pixels [n] int64
+};
+
+PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
+  PreparedLabels out;
+  out.height = segmentation.height;
+  out.width = segmentation.width;
+  const int64_t pixels = segmentation.height * segmentation.width;
+  at::Tensor area = at::zeros({label_count}, at::kLong);
+  for (size_t c = 0; c < segmentation.pixel.size(); ++c) {
+    out.has.push_back(segmentation.Has(c));
+    out.image.push_back(segmentation.image[c]);
+    for (int64_t label : segmentation.image[c]) area[label] += pixels;
+    out.present.emplace_back();
+    out.pixel_index.emplace_back();
+    out.pixel_slot.emplace_back();
+    if (!segmentation.pixel[c].defined()) continue;
+    // Labels unknown to label.csv count as unlabelled; several maps of a category are unioned per label.
+    const at::Tensor maps = segmentation.pixel[c].flatten(1);  // [maps, S]
+    const at::Tensor codes = maps.masked_fill(maps >= label_count, 0);
+    const at::Tensor seen = at::bincount(codes.flatten(), {}, label_count) > 0;
+    seen[0] = false;
+    const at::Tensor present = seen.nonzero().flatten();
+    if (present.numel() == 0) continue;
+    const at::Tensor onehot = (codes.unsqueeze(1) == present.view({1, -1, 1})).any(0);  // [U, S]
+    const at::Tensor pairs = onehot.nonzero();                                          // [P, 2]: slot, pixel
+    out.present.back() = present;
+    out.pixel_slot.back() = pairs.select(1, 0).contiguous();
+    out.pixel_index.back() = pairs.select(1, 1).contiguous();
+    area.index_add_(0, present, onehot.sum(1));
+  }
+  const at::Tensor nonzero = area.nonzero().flatten();
+  out.area_labels = nonzero;
+  out.area_counts = area.index_select(0, nonzero);
+  return out;
+}
+
 struct Sample {
   size_t index = 0;
-  at::Tensor image;  // [3,H,W] at the model input size
-  Segmentation segmentation;
+  at::Tensor image;  // [3,H,W] at the model input size (undefined when its maps are cached)
+  PreparedLabels labels;
 };
 
 struct SampleBatch {
@@ -61,28 +107,23 @@ struct Tally {
   at::Tensor activated_area;  // [K, C] int64
 };
 
-// Adds one image. `mask` [S, K] int64 (0/1) at the segmentation size, pixel-major.
-void AddImage(Tally& tally, const at::Tensor& mask, const Segmentation& segmentation, size_t categories) {
-  const int64_t pixels = mask.size(0), labels = tally.label_area.size(0);
-  const at::Tensor active = mask.sum(0);  // |M_k|
-  for (size_t c = 0; c < categories; ++c) {
-    if (!segmentation.Has(c)) continue;
+// Adds one image. `mask` [K, S] float (0/1) at the segmentation size.
+void AddImage(Tally& tally, const at::Tensor& mask, const PreparedLabels& labels) {
+  const at::Tensor active = mask.sum(1).round().to(at::kLong);  // |M_k|
+  for (size_t c = 0; c < labels.has.size(); ++c) {
+    if (!labels.has[c]) continue;
     tally.activated_area.select(1, static_cast<int64_t>(c)).add_(active);
-    for (int64_t label : segmentation.image[c]) {
-      tally.intersection[label].add_(active);
-      tally.label_area[label] += pixels;
-    }
-    if (!segmentation.pixel[c].defined()) continue;
-    const at::Tensor maps = segmentation.pixel[c].flatten(1);  // [maps, S]
-    for (int64_t j = 0; j < maps.size(0); ++j) {
-      // Labels unknown to label.csv count as unlabelled; a label already present at a pixel in an
-      // earlier map of this category is not counted twice (maps are unioned per label).
-      at::Tensor codes = maps[j].masked_fill(maps[j] >= labels, 0);
-      for (int64_t i = 0; i < j; ++i) codes.masked_fill_(codes == maps[i], 0);
-      tally.intersection.index_add_(0, codes, mask);  // I[L(s), :] += M[s, :] for every pixel s
-      tally.label_area.add_(at::bincount(codes, {}, labels));
-    }
+    for (int64_t label : labels.image[c]) tally.intersection[label].add_(active);
+    if (!labels.present[c].defined()) continue;
+    // I[u, k] = sum over the pixels s labelled u of M_k(s): one weighted bincount over keys k * U + u.
+    const int64_t units = mask.size(0), slots = labels.present[c].size(0);
+    const at::Tensor keys =
+        (at::arange(units, at::kLong).mul_(slots).unsqueeze(1) + labels.pixel_slot[c].unsqueeze(0)).flatten();
+    const at::Tensor weights = mask.index_select(1, labels.pixel_index[c]).flatten();
+    const at::Tensor counts = at::bincount(keys, weights, units * slots).view({units, slots});
+    tally.intersection.index_add_(0, labels.present[c], counts.t().round().to(at::kLong));
   }
+  tally.label_area.index_add_(0, labels.area_labels, labels.area_counts);
 }
 
 }  // namespace
@@ -194,7 +235,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       try {
         Sample sample;
         sample.index = i;
-        sample.segmentation = source.LoadSegmentation(i);
+        sample.labels = Prepare(source.LoadSegmentation(i), label_count);
         if (!cache.count(i)) {  // cached images need only their labels
           at::Tensor image = source.Load(i);
           if (image.size(1) != spec.height || image.size(2) != spec.width) {
@@ -244,11 +285,10 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     }
     for (size_t l = 0; l < names.size(); ++l) {
       for (size_t b = 0; b < batch.samples.size(); ++b) {
-        const Segmentation& segmentation = batch.samples[b].segmentation;
-        const at::Tensor up = at::upsample_bilinear2d(maps[b][l].unsqueeze(0), {segmentation.height, segmentation.width},
-                                                      false)[0];
-        const at::Tensor mask = (up > thresholds[l].view({-1, 1, 1})).flatten(1).t().to(at::kLong).contiguous();
-        AddImage(tallies[l], mask, segmentation, categories);
+        const PreparedLabels& labels = batch.samples[b].labels;
+        const at::Tensor up = at::upsample_bilinear2d(maps[b][l].unsqueeze(0), {labels.height, labels.width}, false)[0];
+        const at::Tensor mask = (up > thresholds[l].view({-1, 1, 1})).flatten(1).to(at::kFloat);
+        AddImage(tallies[l], mask, labels);
       }
     }
     result.images += batch.samples.size();
