@@ -13,14 +13,15 @@
 #include "cnnviz/dissect_command.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/version.h"
+#include "cnnviz/invert_command.h"
 #include "cnnviz/layers_command.h"
 
 namespace {
 
 using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::GlobalOptions&);
 const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand,
-                                 &cnnviz::app::AddDeconvCommand,
-                                 &cnnviz::app::AddDissectCommand};
+                                 &cnnviz::app::AddInvertCommand,  &cnnviz::app::AddUpconvCommand,
+                                 &cnnviz::app::AddDeconvCommand,  &cnnviz::app::AddDissectCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';

@@ -1,5 +1,7 @@
 #include "cnnviz/model/model.h"
 
+#include <cstdio>
+
 #include <torch/script.h>
 #include <torch/version.h>
 
@@ -93,6 +95,25 @@ at::Tensor Model::Deprocess(const at::Tensor& input) const {
   at::Tensor x = (input * std + mean - spec_.range_low) / (spec_.range_high - spec_.range_low);
   if (spec_.channel_order == "BGR" && x.size(1) == 3) x = x.flip({1});
   return x;
+}
+
+std::string Model::Fingerprint() const {
+  uint64_t hash = 1469598103934665603ULL;  // FNV-1a
+  auto mix = [&](const void* data, size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ULL;
+  };
+  auto add = [&](const std::string& name, const at::Tensor& value) {
+    mix(name.data(), name.size());
+    const at::Tensor host = value.detach().to(at::kCPU).contiguous();
+    for (int64_t size : host.sizes()) mix(&size, sizeof(size));
+    mix(host.data_ptr(), host.numel() * host.element_size());
+  };
+  for (const auto& item : module_->named_parameters(/*recurse=*/true)) add(item.name, item.value);
+  for (const auto& item : module_->named_buffers(/*recurse=*/true)) add(item.name, item.value);
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
+  return text;
 }
 
 at::Tensor Model::Forward(const at::Tensor& input) const {

@@ -42,6 +42,10 @@ class Model {
   // module.forward(input); when forward returns a tuple (googlenet's NamedTuple), its first tensor.
   at::Tensor Forward(const at::Tensor& input) const;
 
+  // A stable hex digest of the parameters and buffers (names, shapes, values): identifies "the same
+  // model" for files made from it (decoders), whatever its path.
+  std::string Fingerprint() const;
+
   // The underlying module, for code in src/model only.
   torch::jit::Module& module() const;
 

@@ -1,0 +1,331 @@
+#include "cnnviz/invert_command.h"
+
+#include <ATen/ATen.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "cnnviz/core/error.h"
+#include "cnnviz/core/logging.h"
+#include "cnnviz/io/grid.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/image_sources.h"
+#include "cnnviz/io/npy.h"
+#include "cnnviz/io/report.h"
+#include "cnnviz/units.h"
+
+namespace cnnviz::app {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// "all": the sidecar's aliased layers in forward order, or every convolution when there are none;
+// "all-conv": every convolution; otherwise a comma-separated list.
+std::vector<std::string> ResolveLayers(const std::string& text, const Probe& probe) {
+  if (text != "all" && text != "all-conv") return SplitList(text);
+  std::vector<std::string> layers;
+  if (text == "all") {
+    for (const LayerInfo& layer : probe.layers()) {
+      if (!layer.alias.empty() && layer.tappable) layers.push_back(layer.alias);
+    }
+  }
+  if (layers.empty()) {
+    for (const LayerInfo& layer : probe.layers()) {
+      if (layer.type.rfind("Conv", 0) == 0 && layer.tappable) layers.push_back(layer.name);
+    }
+  }
+  if (layers.empty()) throw UsageError("--layers " + text + ": the model has no convolution layers; name layers instead");
+  return layers;
+}
+
+json CurveJson(const LayerInversion& inversion) {
+  return {{"steps", inversion.curve_steps},
+          {"objective", inversion.objective_curve},
+          {"feature_error", inversion.error_curve}};
+}
+
+json DecoderJson(const DecoderInfo& info, const std::string& path) {
+  return {{"path", path},
+          {"layer", info.layer},
+          {"layer_alias", info.layer_alias},
+          {"feature_shape", info.feature_shape},
+          {"channels", info.channels},
+          {"upsamplings", info.upsamplings},
+          {"dataset", info.dataset},
+          {"train_images", info.train_images},
+          {"val_images", info.val_images},
+          {"epochs", info.epochs_done},
+          {"batch", info.batch},
+          {"learning_rate", info.learning_rate},
+          {"train_seconds", info.train_seconds},
+          {"training_curve", {{"train_loss", info.train_loss}, {"val_loss", info.val_loss}}},
+          {"mean_image_val_loss", info.mean_image_val_loss}};
+}
+
+}  // namespace
+
+void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
+  const auto started = Clock::now();
+  if (options.image.empty()) throw UsageError("--image is required");
+  if (options.layers_text.empty() && options.decoder.empty()) {
+    throw UsageError("give --layer/--layers (optimization) and/or --decoder (a trained decoder)");
+  }
+  const at::Tensor image = ReadImage(options.image);  // fails with InputError before the model loads
+  std::shared_ptr<Model> model = LoadModel(options.model, global);
+  std::unique_ptr<UpconvDecoder> decoder;
+  if (!options.decoder.empty()) {
+    decoder = UpconvDecoder::Load(options.decoder, model->device());
+    // A decoder fixes the input size it was trained at.
+    if (!options.model.input_size) {
+      model->mutable_input_spec().height = decoder->info().height;
+      model->mutable_input_spec().width = decoder->info().width;
+    }
+  }
+  Probe probe(model);
+  if (decoder) decoder->CheckCompatible(probe);
+  InversionOptions& m = options.method;
+  m.seed = global.seed;
+  if (options.lr_text != "auto") {
+    try {
+      size_t used = 0;
+      m.learning_rate = std::stod(options.lr_text, &used);
+      if (used != options.lr_text.size()) throw std::invalid_argument("trailing characters");
+    } catch (const std::exception&) {
+      throw UsageError("--lr must be auto or a number, not '" + options.lr_text + "'");
+    }
+    m.auto_learning_rate = false;
+  }
+  if (!options.layers_text.empty()) m.layers = ResolveLayers(options.layers_text, probe);
+
+  InversionResult result;
+  if (!m.layers.empty()) {
+    auto last = Clock::now();
+    result = NetworkInversion(probe).Run(image, m, [&](int64_t group, int64_t groups, int64_t step, int64_t steps) {
+      if (Clock::now() - last > std::chrono::seconds(3)) {
+        Log()->info("batch {}/{}: step {}/{}", group + 1, groups, step, steps);
+        last = Clock::now();
+      }
+    });
+  } else {
+    const InputSpec& spec = model->input_spec();
+    result.original = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false)[0].clamp(0, 1);
+  }
+
+  // The decoder's reconstruction: one forward pass.
+  LayerInversion decoded;
+  if (decoder) {
+    const auto decode_started = Clock::now();
+    at::NoGradGuard no_grad;
+    const ViewSpec view{{decoder->info().layer}, false};
+    const at::Tensor original = result.original.unsqueeze(0).to(model->device());
+    const at::Tensor target = probe.Run(view, model->Preprocess(original)).taps[0];
+    const at::Tensor reconstruction = decoder->Decode(target);
+    decoded.seconds = std::chrono::duration<double>(Clock::now() - decode_started).count();
+    const at::Tensor shown = reconstruction.clamp(0, 1);
+    const at::Tensor features = probe.Run(view, model->Preprocess(shown)).taps[0];
+    decoded.layer = decoder->info().layer_alias.empty() ? decoder->info().layer : decoder->info().layer_alias;
+    decoded.raw = reconstruction[0].to(at::kCPU);
+    decoded.image = shown[0].to(at::kCPU);
+    decoded.feature_error = ((features - target).norm() / target.norm().clamp_min(1e-12)).item<double>();
+    const double mse = (decoded.image - result.original).pow(2).mean().item<double>();
+    decoded.pixel_rmse = std::sqrt(mse);
+    decoded.psnr = 10.0 * std::log10(1.0 / std::max(mse, 1e-12));
+  }
+
+  const fs::path out(options.out);
+  std::error_code ec;
+  fs::create_directories(out / "layers", ec);
+  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
+  if (options.save_arrays) fs::create_directories(out / "arrays", ec);
+
+  std::vector<at::Tensor> tiles{result.original};
+  std::vector<std::string> captions{"original"};
+  WritePng((out / "original.png").string(), result.original);
+  json records = json::array();
+  auto write = [&](const LayerInversion& inversion, const std::string& method) {
+    const std::string stem = SafeFileName((method == "decoder" ? "decoder_" : "") + inversion.layer);
+    WritePng((out / "layers" / (stem + ".png")).string(), inversion.image);
+    char caption[96];
+    std::snprintf(caption, sizeof(caption), "%s%s %.1fdB", inversion.layer.c_str(), method == "decoder" ? " (dec)" : "",
+                  inversion.psnr);
+    tiles.push_back(inversion.image);
+    captions.push_back(caption);
+    json record = {{"method", method},
+                   {"layer", inversion.layer},
+                   {"module", probe.Find(inversion.layer).name},
+                   {"feature_error", inversion.feature_error},
+                   {"pixel_rmse", inversion.pixel_rmse},
+                   {"psnr_db", inversion.psnr},
+                   {"seconds", inversion.seconds},
+                   {"image", "layers/" + stem + ".png"}};
+    if (method == "optimization") {
+      record["lambda_tv"] = inversion.lambda_tv;
+      record["learning_rate"] = inversion.learning_rate;
+      if (inversion.curvature > 0) record["curvature"] = inversion.curvature;
+      record["iterations"] = inversion.iterations;
+      record["curve"] = CurveJson(inversion);
+    }
+    if (options.save_arrays) {
+      WriteNpy((out / "arrays" / (stem + ".npy")).string(), inversion.raw);
+      record["array"] = "arrays/" + stem + ".npy";
+    }
+    records.push_back(record);
+  };
+  for (const LayerInversion& inversion : result.layers) write(inversion, "optimization");
+  if (decoder) write(decoded, "decoder");
+  WritePng((out / "grid.png").string(), MakeGrid(at::stack(tiles), captions, static_cast<int64_t>(tiles.size())));
+
+  json report = ReportHeader("invert", *model, global.seed);
+  report["options"] = {{"image", options.image},
+                       {"layers", m.layers},
+                       {"steps", m.steps},
+                       {"lr", options.lr_text},
+                       {"momentum", m.momentum},
+                       {"alpha", m.alpha},
+                       {"lambda_alpha", m.lambda_alpha},
+                       {"beta", m.beta},
+                       {"lambda_tv", m.lambda_tv ? json(*m.lambda_tv) : json("by depth: 1, 10, 100")},
+                       {"pixel_norm", m.pixel_norm},
+                       {"batch", m.batch},
+                       {"target_error", m.target_error},
+                       {"truncate", m.truncate},
+                       {"decoder", options.decoder},
+                       {"save_arrays", options.save_arrays}};
+  report["definitions"] = {
+      {"feature_error", "||phi(x) - phi(x0)|| / ||phi(x0)|| at the layer"},
+      {"pixel_rmse", "root mean squared error against the original resized to the model input, [0,1] units, after clamping"},
+      {"psnr_db", "10 log10(1 / MSE)"},
+      {"objective", "||phi(x)-phi0||^2/||phi0||^2 + (lambda_alpha/2 sum|x|^alpha + lambda_tv/2 TV_beta(x)) / sigma^2, "
+                    "x in 0-255 units minus the model's mean colour, sigma = pixel_norm * sqrt(H*W)"}};
+  if (decoder) report["decoder"] = DecoderJson(decoder->info(), options.decoder);
+  report["reconstructions"] = records;
+  report["timings"] = {{"optimize_seconds", result.seconds},
+                       {"total_seconds", std::chrono::duration<double>(Clock::now() - started).count()}};
+  WriteJson((out / "report.json").string(), report);
+  Log()->info("wrote {} reconstruction(s) to {}", records.size(), options.out);
+}
+
+std::function<void()> AddInvertCommand(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<InvertCommandOptions>();
+  InversionOptions& m = options->method;
+  CLI::App* command = app.add_subcommand(
+      "invert", "Network inversion: reconstruct an image from a layer's features (what does the layer keep?)");
+  AddModelOptions(*command, options->model);
+  command->add_option("-i,--image", options->image, "Image to invert (resized to the model's input)")->required();
+  command->add_option("-l,--layer,--layers", options->layers_text,
+                      "Layer(s) to invert from: conv3, a,b,c, all (aliased layers, else every conv) or all-conv");
+  command->add_option("--decoder", options->decoder, "Also (or only) reconstruct with a decoder from `cnnviz upconv train`");
+  command->add_option("--steps", m.steps, "Iterations (lr divided by 10 after 1/4 and by 100 after 3/4)")->capture_default_str();
+  command->add_option("--lr", options->lr_text,
+                      "Initial learning rate of momentum SGD, or auto: 2/L, L the objective's largest curvature at the "
+                      "start (the paper's 0.004 suits AlexNet only)")
+      ->capture_default_str();
+  command->add_option("--momentum", m.momentum, "Momentum")->capture_default_str();
+  command->add_option("--alpha", m.alpha, "Exponent of the alpha-norm regularizer")->capture_default_str();
+  command->add_option("--lambda-alpha", m.lambda_alpha, "Weight of the alpha-norm regularizer")->capture_default_str();
+  command->add_option("--beta", m.beta, "Exponent of the total-variation regularizer")->capture_default_str();
+  command->add_option("--lambda-tv", m.lambda_tv, "Weight of the TV regularizer (default 1, 10 or 100 by layer depth)");
+  command->add_option("--pixel-norm", m.pixel_norm, "B: average pixel norm of natural images, 0-255 units")
+      ->capture_default_str();
+  command->add_option("--batch", m.batch, "Layers inverted together")->capture_default_str();
+  command->add_option("--target-error", m.target_error, "Stop once ||phi(x)-phi0||/||phi0|| is at most this (0 = never)")
+      ->capture_default_str();
+  command->add_flag("!--no-truncation", m.truncate, "Run the whole network every step (benchmarks)");
+  command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
+  command->add_flag("--save-arrays", options->save_arrays, "Also write each reconstruction as float32 .npy [3,H,W]");
+  command->footer(
+      "Regularized inversion (Mahendran & Vedaldi 2015) with the paper's settings: alpha-norm (alpha 6) and\n"
+      "TV (beta 2) priors, momentum SGD, 400 steps. With --decoder, the learned inversion of Dosovitskiy &\n"
+      "Brox (2016): one forward pass of a decoder trained with `cnnviz upconv train`.\n"
+      "Outputs in --out: grid.png (original | reconstructions, captioned with PSNR), original.png,\n"
+      "layers/<layer>.png, report.json (per reconstruction: feature error, pixel RMSE, PSNR, iterations,\n"
+      "time, curves; the decoder's training curve), arrays/*.npy with --save-arrays.\n"
+      "Examples:\n"
+      "  cnnviz invert --model models/tinycnn.pt --image photo.png --layer conv3\n"
+      "  cnnviz invert --model models/tinycnn.pt --image photo.png --layers all --out strip/\n"
+      "  cnnviz invert --model models/tinycnn.pt --image photo.png --decoder conv5.decoder.pt");
+  return [options, &global, command]() {
+    if (command->parsed()) RunInvert(*options, global);
+  };
+}
+
+void RunUpconvTrain(UpconvTrainCommandOptions options, const GlobalOptions& global) {
+  const auto started = Clock::now();
+  DecoderTrainOptions& m = options.method;
+  m.seed = global.seed;
+  m.Check();
+  if (options.dataset.empty()) throw UsageError("--dataset is required");
+  const std::unique_ptr<ImageSource> source = OpenImageDataset(options.dataset);
+  std::shared_ptr<Model> model = LoadModel(options.model, global);
+  Probe probe(model);
+  probe.Find(m.layer);
+  const bool tty = isatty(fileno(stderr)) && !global.quiet;
+  auto last = Clock::now();
+  DecoderTrainResult result = TrainDecoder(
+      probe, *source, options.dataset, m, [&](int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss) {
+        if (tty) {
+          constexpr int kWidth = 30;
+          const int filled = static_cast<int>(kWidth * batch / std::max<int64_t>(1, batches));
+          std::fprintf(stderr, "\repoch %lld/%lld [%s%s] %lld/%lld loss %.5f", static_cast<long long>(epoch),
+                       static_cast<long long>(epochs), std::string(filled, '#').c_str(),
+                       std::string(kWidth - filled, '.').c_str(), static_cast<long long>(batch),
+                       static_cast<long long>(batches), loss);
+          if (batch == batches) std::fprintf(stderr, "\n");
+        } else if (Clock::now() - last > std::chrono::seconds(3) || batch == batches) {
+          Log()->info("epoch {}/{}: batch {}/{}, loss {:.5f}", epoch, epochs, batch, batches, loss);
+          last = Clock::now();
+        }
+      });
+  const DecoderInfo& info = result.decoder->info();
+  if (!info.val_loss.empty()) {
+    Log()->info("epoch {}: validation loss {:.5f} (mean-image baseline {:.5f})", info.epochs_done, info.val_loss.back(),
+                info.mean_image_val_loss);
+  }
+  Log()->info("{} train / {} held-out images, features {} ({:.1f} s), {:.0f} images/s; wrote {} in {:.1f} s",
+              info.train_images, info.val_images, result.features_cached ? "cached" : "recomputed every batch",
+              result.feature_seconds, result.images_per_second, m.out,
+              std::chrono::duration<double>(Clock::now() - started).count());
+}
+
+std::function<void()> AddUpconvCommand(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<UpconvTrainCommandOptions>();
+  DecoderTrainOptions& m = options->method;
+  CLI::App* upconv = app.add_subcommand("upconv", "Learned inversion (Dosovitskiy & Brox 2016): train up-convolutional decoders");
+  upconv->require_subcommand(1);
+  CLI::App* command = upconv->add_subcommand("train", "Train a decoder from a layer's features back to the image");
+  AddModelOptions(*command, options->model);
+  command->add_option("-l,--layer", m.layer, "Layer whose features the decoder inverts")->required();
+  command->add_option("--dataset", options->dataset, "Training images: a folder (recursive) or a Broden root")->required();
+  command->add_option("-o,--out", m.out, "Decoder file to write (rewritten after every epoch)")->required();
+  command->add_option("--epochs", m.epochs, "Epochs (with --resume: the total to reach)")->capture_default_str();
+  command->add_option("--batch", m.batch, "Images per step")->capture_default_str();
+  command->add_option("--lr", m.learning_rate, "Adam learning rate")->capture_default_str();
+  command->add_option("--val-fraction", m.val_fraction, "Share of images held out for the validation loss")
+      ->capture_default_str();
+  command->add_option("--max-images", m.max_images, "Use at most this many images (0 = all)")->capture_default_str();
+  command->add_option("--channels", m.channels, "Channels of the first decoder convolutions (0 = from the layer)")
+      ->capture_default_str();
+  command->add_option("--cache-mb", m.cache_mb, "Cache the layer's features in memory up to this size (0 = never)")
+      ->capture_default_str();
+  command->add_flag("--resume", m.resume, "Continue from --out when it exists (same model and layer)");
+  command->footer(
+      "The model runs once per image (cut after the layer) and its features are cached in memory when they\n"
+      "fit, so epochs train the decoder alone. Images are decoded once and kept in memory (uint8).\n"
+      "The decoder file holds the weights, Adam state and metadata (model fingerprint, layer, training curve);\n"
+      "it is rewritten atomically after each epoch: an interrupted run resumes with --resume.\n"
+      "Examples:\n"
+      "  cnnviz upconv train --model models/tinycnn.pt --layer conv5 --dataset dataset/concepts --out conv5.decoder.pt\n"
+      "  cnnviz upconv train ... --epochs 40 --resume      # train on to 40 epochs\n"
+      "  cnnviz invert --model models/tinycnn.pt --image photo.png --decoder conv5.decoder.pt");
+  return [options, &global, command]() {
+    if (command->parsed()) RunUpconvTrain(*options, global);
+  };
+}
+
+}  // namespace cnnviz::app

@@ -1,0 +1,313 @@
+#include "cnnviz/methods/network_inversion.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "cnnviz/core/error.h"
+
+namespace cnnviz {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int64_t kPowerIterations = 12;
+
+bool IsParameterLayer(const LayerInfo& layer) {
+  return layer.type.rfind("Conv", 0) == 0 || layer.type == "Linear";
+}
+
+// Index of a layer in the catalogue, for grouping by depth.
+int64_t LayerIndex(const Probe& probe, const std::string& name) {
+  const LayerInfo& info = probe.Find(name);
+  const auto& layers = probe.layers();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].name == info.name) return static_cast<int64_t>(i);
+  }
+  return 0;
+}
+
+// Learning rate of step `step` (1-based): lr, lr/10 after a quarter, lr/100 after three quarters.
+double ScheduledRate(double lr, int64_t step, int64_t steps) {
+  const int64_t first = std::max<int64_t>(1, steps / 4), second = std::max<int64_t>(first, (3 * steps) / 4);
+  if (step <= first) return lr;
+  if (step <= second) return lr * 0.1;
+  return lr * 0.01;
+}
+
+}  // namespace
+
+void InversionOptions::Check() const {
+  if (layers.empty()) throw UsageError("--layer/--layers: name at least one layer to invert");
+  if (steps < 1) throw UsageError("--steps must be at least 1");
+  if (!(learning_rate > 0)) throw UsageError("--lr must be positive");
+  if (momentum < 0 || momentum >= 1) throw UsageError("--momentum must be in [0, 1)");
+  if (!(alpha >= 1)) throw UsageError("--alpha must be at least 1");
+  if (!(beta > 0)) throw UsageError("--beta must be positive");
+  if (lambda_alpha < 0 || (lambda_tv && *lambda_tv < 0)) throw UsageError("regularizer weights must be >= 0");
+  if (!(pixel_norm > 0)) throw UsageError("--pixel-norm must be positive");
+  if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (target_error < 0) throw UsageError("--target-error must be >= 0");
+  if (record_every < 1) throw UsageError("curve interval must be at least 1");
+}
+
+double DefaultTvWeight(const Probe& probe, const std::string& name) {
+  const LayerInfo& info = probe.Find(name);
+  const auto& layers = probe.layers();
+  int64_t total = 0, upto = 0;
+  bool reached = false;
+  for (const LayerInfo& layer : layers) {
+    const bool inside = layer.name.rfind(info.name + ".", 0) == 0;  // a child of a container layer
+    if (IsParameterLayer(layer)) {
+      ++total;
+      if (!reached || inside) ++upto;
+    }
+    if (layer.name == info.name) reached = true;
+  }
+  if (total == 0) return 10.0;
+  const double depth = static_cast<double>(upto) / static_cast<double>(total);
+  if (depth <= 0.25) return 1.0;
+  if (depth <= 0.5) return 10.0;
+  return 100.0;
+}
+
+at::Tensor AlphaNorm(const at::Tensor& x, double alpha) {
+  return x.abs().pow(alpha).flatten(1).sum(1);
+}
+
+at::Tensor TotalVariation(const at::Tensor& x, double beta) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const at::Tensor dx = at::cat({x.slice(3, 1) - x.slice(3, 0, w - 1), at::zeros({n, c, h, 1}, x.options())}, 3);
+  const at::Tensor dy = at::cat({x.slice(2, 1) - x.slice(2, 0, h - 1), at::zeros({n, c, 1, w}, x.options())}, 2);
+  at::Tensor squared = dx.pow(2) + dy.pow(2);
+  // β < 2 has an infinite derivative at 0; the paper's code clamps there too.
+  if (beta < 2.0) squared = squared.clamp_min(1e-10);
+  return (beta == 2.0 ? squared : squared.pow(beta / 2.0)).flatten(1).sum(1);
+}
+
+InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOptions& options,
+                                      const Progress& progress) const {
+  options.Check();
+  const auto started = Clock::now();
+  const Model& model = probe_.model();
+  const InputSpec& spec = model.input_spec();
+  if (image.dim() != 3 || image.size(0) != 3) {
+    std::string shape;
+    for (int64_t i = 0; i < image.dim(); ++i) shape += (i ? "x" : "") + std::to_string(image.size(i));
+    throw InputError("the image must be 3-channel RGB [3,H,W], got " + shape);
+  }
+  const at::TensorOptions float_options = at::TensorOptions().dtype(at::kFloat).device(model.device());
+  InversionResult result;
+  at::Tensor original = image.to(at::kFloat).unsqueeze(0);
+  if (original.size(2) != spec.height || original.size(3) != spec.width) {
+    original = at::upsample_bilinear2d(original, {spec.height, spec.width}, false);
+  }
+  original = original.clamp(0, 1);
+  result.original = original[0].to(at::kCPU);
+  original = original.to(model.device());
+
+  // The optimization variable is the image in 0–255 units minus the model's mean colour (the input that
+  // preprocesses to 0), as in the paper; clamped into [0.05, 0.95] for models without a mean.
+  const at::Tensor mean = model.Deprocess(at::zeros({1, spec.channels, 1, 1}, float_options)).clamp(0.05, 0.95);
+  auto to_image = [&](const at::Tensor& u) { return u / 255.0 + mean; };
+  const double sigma = options.pixel_norm * std::sqrt(static_cast<double>(spec.height * spec.width));
+  const double sigma2 = sigma * sigma;
+
+  // Elements in depth order, grouped; each group is one batch with one view.
+  struct Element {
+    size_t index;  // in options.layers
+    int64_t depth;
+    std::string name;
+    double lambda_tv;
+  };
+  std::vector<Element> elements;
+  for (size_t i = 0; i < options.layers.size(); ++i) {
+    const std::string& name = options.layers[i];
+    probe_.Find(name);  // unknown layers fail before any work
+    elements.push_back({i, LayerIndex(probe_, name), name,
+                        options.lambda_tv ? *options.lambda_tv : DefaultTvWeight(probe_, name)});
+  }
+  std::stable_sort(elements.begin(), elements.end(),
+                   [](const Element& a, const Element& b) { return a.depth < b.depth; });
+  result.layers.resize(options.layers.size());
+  const int64_t total = static_cast<int64_t>(elements.size());
+  const int64_t groups = (total + options.batch - 1) / options.batch;
+
+  for (int64_t g = 0; g < groups; ++g) {
+    const auto group_started = Clock::now();
+    const int64_t begin = g * options.batch, end = std::min(total, begin + options.batch);
+    const int64_t n = end - begin;
+    std::vector<std::string> taps;
+    std::vector<int64_t> tap_of(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string& name = probe_.Find(elements[begin + i].name).name;
+      auto found = std::find(taps.begin(), taps.end(), name);
+      tap_of[i] = found - taps.begin();
+      if (found == taps.end()) taps.push_back(name);
+    }
+    const ViewSpec view{taps, !options.truncate};
+
+    // Targets Φ0 and their squared norms.
+    std::vector<at::Tensor> targets(n);
+    at::Tensor target_norm2 = at::empty({n}, float_options);
+    {
+      at::NoGradGuard no_grad;
+      const ProbeOutput out = probe_.Run(view, model.Preprocess(original));
+      for (int64_t i = 0; i < n; ++i) {
+        targets[i] = out.taps[tap_of[i]][0].detach();
+        const double norm2 = targets[i].pow(2).sum().item<double>();
+        if (!(norm2 > 0)) {
+          throw ModelError("layer '" + elements[begin + i].name +
+                           "' is all zeros for this image: there is nothing to invert");
+        }
+        target_norm2[i] = norm2;
+      }
+    }
+    at::Tensor lambda_tv = at::empty({n}, float_options);
+    for (int64_t i = 0; i < n; ++i) lambda_tv[i] = elements[begin + i].lambda_tv;
+
+    // Random start of norm σ, seeded per element (so batching does not change it), made on the CPU.
+    std::vector<at::Tensor> starts;
+    for (int64_t i = 0; i < n; ++i) {
+      at::Generator generator = at::detail::createCPUGenerator(options.seed * 1000003ULL + elements[begin + i].index + 1);
+      at::Tensor start = at::randn({spec.channels, spec.height, spec.width}, generator, at::TensorOptions().dtype(at::kFloat));
+      starts.push_back(start / start.norm() * sigma);
+    }
+    at::Tensor u = at::stack(starts).to(model.device());
+    at::Tensor velocity = at::zeros_like(u);
+
+    // E per element, its data term, for the current u.
+    auto evaluate = [&](const at::Tensor& x, at::Tensor* data_term) {
+      const ProbeOutput out = probe_.Run(view, model.Preprocess(to_image(x)));
+      std::vector<at::Tensor> distances;
+      for (int64_t i = 0; i < n; ++i) distances.push_back((out.taps[tap_of[i]][i] - targets[i]).pow(2).sum());
+      *data_term = at::stack(distances) / target_norm2;
+      const at::Tensor regularizers =
+          (options.lambda_alpha / 2.0) * AlphaNorm(x, options.alpha) + lambda_tv / 2.0 * TotalVariation(x, options.beta);
+      return *data_term + regularizers / sigma2;
+    };
+
+    // The learning rate: given, or 2/L with L the largest eigenvalue of the Hessian of σ²·E at the start,
+    // per element, by power iteration on Hessian-vector products (momentum 0.9 is stable below 3.8/L).
+    at::Tensor rates = at::full({n, 1, 1, 1}, options.learning_rate, float_options);
+    std::vector<double> curvatures(n, 0.0);
+    if (options.auto_learning_rate) {
+      at::Tensor x = u.detach().requires_grad_(true);
+      at::Tensor data_term;
+      const at::Tensor energy = evaluate(x, &data_term);
+      const at::Tensor gradient = torch::autograd::grad({energy.sum() * sigma2}, {x}, {}, /*retain_graph=*/true,
+                                                        /*create_graph=*/true)[0];
+      std::vector<at::Tensor> probes;  // per element, like the starts, so batching changes nothing
+      for (int64_t i = 0; i < n; ++i) {
+        at::Generator generator =
+            at::detail::createCPUGenerator(options.seed * 1000003ULL + elements[begin + i].index + 500009ULL);
+        probes.push_back(at::randn({spec.channels, spec.height, spec.width}, generator, at::TensorOptions().dtype(at::kFloat)));
+      }
+      at::Tensor v = at::stack(probes).to(u.device());
+      at::Tensor eigen;
+      for (int64_t k = 0; k < kPowerIterations; ++k) {
+        v = v / v.flatten(1).norm(2, 1).clamp_min(1e-30).view({n, 1, 1, 1});
+        const at::Tensor hv = torch::autograd::grad({(gradient * v).sum()}, {x}, {}, /*retain_graph=*/true)[0];
+        eigen = hv.flatten(1).norm(2, 1);
+        v = hv.detach();
+      }
+      const at::Tensor host = eigen.to(at::kCPU, at::kDouble);
+      for (int64_t i = 0; i < n; ++i) {
+        curvatures[i] = host[i].item<double>();
+        rates[i] = curvatures[i] > 0 ? 2.0 / curvatures[i] : options.learning_rate;
+      }
+    }
+    const at::Tensor host_rates = rates.flatten().to(at::kCPU, at::kDouble);
+
+    std::vector<int64_t> iterations(n, options.steps);
+    std::vector<bool> done(n, false);
+    std::vector<std::vector<float>> objective_curves(n), error_curves(n);
+    std::vector<int64_t> curve_steps;
+    double previous_rate = -1;
+    for (int64_t step = 1; step <= options.steps; ++step) {
+      const double rate = ScheduledRate(1.0, step, options.steps);
+      if (rate != previous_rate) {
+        velocity.zero_();  // the paper resets momentum when the rate changes
+        previous_rate = rate;
+      }
+      u.set_requires_grad(true);
+      at::Tensor data_term;
+      const at::Tensor energy = evaluate(u, &data_term);
+      const at::Tensor gradient = torch::autograd::grad({energy.sum()}, {u})[0];
+      u = u.detach();
+      const at::Tensor errors = data_term.detach().sqrt().to(at::kCPU);
+      if (!at::isfinite(energy.detach()).all().item<bool>()) {
+        throw ModelError("the inversion diverged at step " + std::to_string(step) + "; give a smaller --lr");
+      }
+      if (step % options.record_every == 0 || step == 1 || step == options.steps) {
+        const at::Tensor host_energy = energy.detach().to(at::kCPU);
+        for (int64_t i = 0; i < n; ++i) {
+          objective_curves[i].push_back(host_energy[i].item<float>());
+          error_curves[i].push_back(errors[i].item<float>());
+        }
+        curve_steps.push_back(step);
+      }
+      bool all_done = options.target_error > 0;
+      at::Tensor active = at::ones({n, 1, 1, 1}, float_options);
+      for (int64_t i = 0; i < n; ++i) {
+        if (!done[i] && options.target_error > 0 && errors[i].item<double>() <= options.target_error) {
+          done[i] = true;
+          iterations[i] = step - 1;  // the image before this step already met the target
+        }
+        if (done[i]) active[i] = 0.0;
+        all_done = all_done && done[i];
+      }
+      if (all_done) {
+        if (curve_steps.empty() || curve_steps.back() != step) {
+          const at::Tensor host_energy = energy.detach().to(at::kCPU);
+          for (int64_t i = 0; i < n; ++i) {
+            objective_curves[i].push_back(host_energy[i].item<float>());
+            error_curves[i].push_back(errors[i].item<float>());
+          }
+          curve_steps.push_back(step);
+        }
+        break;
+      }
+      {
+        at::NoGradGuard no_grad;
+        velocity.mul_(options.momentum).sub_(gradient * rates * (rate * sigma2)).mul_(active);
+        u.add_(velocity);
+      }
+      if (progress) progress(g, groups, step, options.steps);
+    }
+
+    // Final images and their feature errors.
+    at::NoGradGuard no_grad;
+    at::Tensor data_term;
+    evaluate(u, &data_term);
+    const at::Tensor final_errors = data_term.sqrt().to(at::kCPU);
+    const at::Tensor raw = to_image(u).to(at::kCPU);
+    const double group_seconds = std::chrono::duration<double>(Clock::now() - group_started).count();
+    for (int64_t i = 0; i < n; ++i) {
+      LayerInversion& record = result.layers[elements[begin + i].index];
+      record.layer = elements[begin + i].name;
+      record.lambda_tv = elements[begin + i].lambda_tv;
+      record.learning_rate = host_rates[i].item<double>();
+      record.curvature = curvatures[i];
+      record.raw = raw[i];
+      record.image = raw[i].clamp(0, 1);
+      record.feature_error = final_errors[i].item<double>();
+      const double mse = (record.image - result.original).pow(2).mean().item<double>();
+      record.pixel_rmse = std::sqrt(mse);
+      record.psnr = 10.0 * std::log10(1.0 / std::max(mse, 1e-12));
+      record.iterations = iterations[i];
+      record.seconds = group_seconds / static_cast<double>(n);
+      record.objective_curve = objective_curves[i];
+      record.error_curve = error_curves[i];
+      record.curve_steps = curve_steps;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  return result;
+}
+
+}  // namespace cnnviz
