@@ -258,3 +258,79 @@ TEST(CliDissectTest, AKilledRunLeavesNoReport) {
 
 }  // namespace
 }  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+TEST(CliInvertTest, StripOfLayersWithReportAndArrays) {
+  const std::string out = TempDir("invert");
+  Result result = RunCli("invert -q --device cpu --model " + test::Fixture("tinycnn_script.pt") +
+                         " --input-size 64 --image " + test::Fixture("mixed_images/0.png") +
+                         " --layers conv1,conv3 --steps 30 --save-arrays --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  for (const char* file : {"grid.png", "original.png", "layers/conv1.png", "layers/conv3.png", "arrays/conv3.npy"}) {
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + file)) << file;
+  }
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  ASSERT_EQ(report["reconstructions"].size(), 2u);
+  const auto& first = report["reconstructions"][0];
+  EXPECT_EQ(first["layer"], "conv1");
+  EXPECT_EQ(first["method"], "optimization");
+  EXPECT_EQ(first["iterations"], 30);
+  for (const char* key : {"feature_error", "pixel_rmse", "psnr_db", "seconds", "lambda_tv", "learning_rate", "curve"}) {
+    EXPECT_TRUE(first.contains(key)) << key;
+  }
+  EXPECT_EQ(report["options"]["steps"], 30);
+  EXPECT_EQ(report["command"], "invert");
+  const at::Tensor grid = ReadImage(out + "/grid.png");
+  EXPECT_GT(grid.size(2), 3 * 64);  // original and two reconstructions side by side
+}
+
+TEST(CliInvertTest, DecoderTrainedThenUsedAndRefusedElsewhere) {
+  const std::string out = TempDir("upconv");
+  const std::string decoder = out + "/conv4.pt";
+  const std::string model = " --device cpu --model " + test::Fixture("tinycnn_script.pt") + " --input-size 96";
+  Result trained = RunCli("upconv train -q" + model + " --layer conv4 --dataset " + test::Fixture("concepts") +
+                          " --epochs 1 --batch 16 --out " + decoder);
+  ASSERT_EQ(trained.code, 0) << trained.out;
+  ASSERT_TRUE(std::filesystem::exists(decoder));
+  Result inverted = RunCli("invert -q" + model + " --image " + test::Fixture("mixed_images/0.png") + " --decoder " +
+                           decoder + " --out " + out + "/inv");
+  ASSERT_EQ(inverted.code, 0) << inverted.out;
+  std::ifstream in(out + "/inv/report.json");
+  const auto report = nlohmann::json::parse(in);
+  ASSERT_EQ(report["reconstructions"].size(), 1u);
+  EXPECT_EQ(report["reconstructions"][0]["method"], "decoder");
+  EXPECT_EQ(report["decoder"]["layer"], "conv4");
+  EXPECT_EQ(report["decoder"]["training_curve"]["val_loss"].size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(out + "/inv/layers/decoder_conv4.png"));
+
+  ExpectOneLineError("invert --device cpu --model " + test::Fixture("resnet18_script.pt") + " --image " +
+                         test::Fixture("mixed_images/0.png") + " --decoder " + decoder + " --out " + out + "/x",
+                     3, "trained for layer 'conv4'");
+  ExpectOneLineError("invert" + model + " --image " + test::Fixture("mixed_images/0.png") + " --decoder " +
+                         test::Fixture("garbage.pt") + " --out " + out + "/x",
+                     3, "not a cnnviz decoder");
+}
+
+TEST(CliInvertTest, BadInputFailsBeforeWritingAnything) {
+  const std::string out = TempDir("invert_bad");
+  const std::string model = " --device cpu --model " + test::Fixture("tinycnn_script.pt");
+  ExpectOneLineError("invert" + model + " --image " + test::Fixture("mixed_images/broken.jpg") + " --layer conv1 --out " + out,
+                     3, "cannot be decoded");
+  ExpectOneLineError("invert" + model + " --image " + out + "/missing.png --layer conv1 --out " + out, 3, "missing.png");
+  ExpectOneLineError("invert" + model + " --image " + test::Fixture("mixed_images/0.png") + " --layer conv9 --out " + out,
+                     2, "conv9");
+  ExpectOneLineError("invert" + model + " --image " + test::Fixture("mixed_images/0.png") + " --out " + out, 2,
+                     "--decoder");
+  ExpectOneLineError("invert" + model + " --image " + test::Fixture("mixed_images/0.png") + " --layer conv1 --lr fast --out " + out,
+                     2, "--lr");
+  ExpectOneLineError("upconv train" + model + " --layer conv1 --dataset " + test::Fixture("empty_images") + " --out " +
+                         out + "/d.pt",
+                     3, "no .jpg");
+  EXPECT_FALSE(std::filesystem::exists(out + "/report.json"));
+}
+
+}  // namespace
+}  // namespace cnnviz

@@ -100,6 +100,10 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
     for (int64_t i = 0; i < image.dim(); ++i) shape += (i ? "x" : "") + std::to_string(image.size(i));
     throw InputError("the image must be 3-channel RGB [3,H,W], got " + shape);
   }
+  if (spec.channels != 3) {
+    throw ModelError("inversion needs a 3-channel (RGB) model; this one takes " + std::to_string(spec.channels) +
+                     " channel(s)");
+  }
   const at::TensorOptions float_options = at::TensorOptions().dtype(at::kFloat).device(model.device());
   InversionResult result;
   at::Tensor original = image.to(at::kFloat).unsqueeze(0);

@@ -128,13 +128,14 @@ void SaveArchive(const std::string& path, const DecoderInfo& info, DecoderNet& n
     archive.write("optimizer", state);
   }
   const fs::path target(path);
+  std::error_code ec;
+  if (!target.parent_path().empty()) fs::create_directories(target.parent_path(), ec);
   const fs::path temporary = target.parent_path() / ("." + target.filename().string() + ".tmp");
   try {
     archive.save_to(temporary.string());
   } catch (const c10::Error& e) {
     throw InputError("cannot write decoder '" + path + "': " + FirstLine(e.what_without_backtrace()));
   }
-  std::error_code ec;
   fs::rename(temporary, target, ec);
   if (ec) throw InputError("cannot write decoder '" + path + "': " + ec.message());
 }
@@ -261,6 +262,7 @@ class Subset : public ImageSource {
 DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, const std::string& dataset_name,
                                 const DecoderTrainOptions& options, const TrainProgress& progress) {
   options.Check();
+  at::AutoGradMode enable_grad(true);  // whatever the caller's mode, training needs gradients
   const Model& model = probe.model();
   const InputSpec& spec = model.input_spec();
   const LayerInfo& layer = probe.Find(options.layer);

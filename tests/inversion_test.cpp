@@ -1,0 +1,151 @@
+// Network inversion (Mahendran & Vedaldi): regularizer values and gradients, the objective falls, shallow
+// layers reconstruct closely and deeper ones less so, batching and seeds change nothing, bad input.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "cnnviz/methods/network_inversion.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+// A smooth generated picture (coloured Gaussian blobs on a gradient): the natural-image statistics the
+// paper's priors are calibrated for (B = 80, V = B/6.5).
+at::Tensor SmoothImage(int64_t size, int seed) {
+  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(seed));
+  const at::Tensor t = at::linspace(0, 1, size);
+  const at::Tensor yy = t.view({size, 1}).expand({size, size}), xx = t.view({1, size}).expand({size, size});
+  at::Tensor image = at::stack({0.3 + 0.4 * yy, 0.5 - 0.2 * xx, 0.4 + 0.2 * xx * yy});
+  for (int blob = 0; blob < 4; ++blob) {
+    const at::Tensor colour = at::rand({3, 1, 1}, generator);
+    const at::Tensor p = at::rand({3}, generator);
+    const double cy = p[0].item<double>(), cx = p[1].item<double>(), r = 0.08 + 0.15 * p[2].item<double>();
+    const at::Tensor weight = at::exp(-((yy - cy).pow(2) + (xx - cx).pow(2)) / (2 * r * r));
+    image = image * (1 - weight) + colour * weight;
+  }
+  return image.clamp(0, 1);
+}
+
+TEST(Regularizers, HandComputedValues) {
+  // One channel, 2x2: [[0, 1], [2, 4]]. dx = [[1, 0], [2, 0]], dy = [[2, 3], [0, 0]].
+  const at::Tensor x = at::tensor({0.0, 1.0, 2.0, 4.0}, at::kDouble).view({1, 1, 2, 2});
+  // β = 2: (1+4) + (0+9) + (4+0) + 0 = 18. β = 1: sqrt(5) + 3 + 2 + 0.
+  EXPECT_DOUBLE_EQ(TotalVariation(x, 2.0).item<double>(), 18.0);
+  EXPECT_NEAR(TotalVariation(x, 1.0).item<double>(), std::sqrt(5.0) + 5.0, 1e-4);
+  // α = 6: 0 + 1 + 64 + 4096.
+  EXPECT_DOUBLE_EQ(AlphaNorm(x, 6.0).item<double>(), 4161.0);
+  EXPECT_DOUBLE_EQ(AlphaNorm(-x, 3.0).item<double>(), 0.0 + 1.0 + 8.0 + 64.0);
+}
+
+// Central finite differences in double precision against autograd, for every coordinate.
+void ExpectGradientMatches(const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& x0) {
+  at::Tensor x = x0.clone().requires_grad_(true);
+  f(x).sum().backward();
+  const at::Tensor analytic = x.grad().flatten();
+  const at::Tensor flat = x0.flatten();
+  const double h = 1e-6;
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    at::Tensor plus = flat.clone(), minus = flat.clone();
+    plus[i] += h;
+    minus[i] -= h;
+    const double numeric = (f(plus.view_as(x0)).sum().item<double>() - f(minus.view_as(x0)).sum().item<double>()) / (2 * h);
+    EXPECT_NEAR(analytic[i].item<double>(), numeric, 1e-5 * (1.0 + std::abs(numeric))) << "coordinate " << i;
+  }
+}
+
+TEST(Regularizers, GradientsMatchFiniteDifferences) {
+  at::Generator generator = at::detail::createCPUGenerator(3);
+  const at::Tensor x = at::randn({2, 3, 4, 5}, generator, at::TensorOptions().dtype(at::kDouble));
+  for (double alpha : {6.0, 2.0, 3.0}) ExpectGradientMatches([&](const at::Tensor& v) { return AlphaNorm(v, alpha); }, x);
+  for (double beta : {2.0, 1.5, 1.0}) ExpectGradientMatches([&](const at::Tensor& v) { return TotalVariation(v, beta); }, x);
+}
+
+TEST(Regularizers, DefaultTvWeightGrowsWithDepth) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 96));
+  // tinycnn: 5 convolutions and a linear classifier. conv1 is 1/6 deep, conv2 and conv3 2/6 and 3/6.
+  EXPECT_EQ(DefaultTvWeight(probe, "conv1"), 1.0);
+  EXPECT_EQ(DefaultTvWeight(probe, "conv2"), 10.0);
+  EXPECT_EQ(DefaultTvWeight(probe, "conv3"), 10.0);
+  EXPECT_EQ(DefaultTvWeight(probe, "conv5"), 100.0);
+}
+
+class TinyInversion : public ::testing::Test {
+ protected:
+  TinyInversion() : probe_(test::LoadFixtureModel("tinycnn_script.pt", 96)) {}
+  Probe probe_;
+};
+
+TEST_F(TinyInversion, ObjectiveFallsAndTheErrorWithIt) {
+  InversionOptions options;
+  options.layers = {"conv3"};
+  options.steps = 120;
+  const InversionResult result = NetworkInversion(probe_).Run(SmoothImage(96, 1), options);
+  const LayerInversion& layer = result.layers[0];
+  ASSERT_GE(layer.objective_curve.size(), 3u);
+  EXPECT_LT(layer.objective_curve.back(), 0.05 * layer.objective_curve.front());
+  EXPECT_LT(layer.error_curve.back(), 0.5 * layer.error_curve.front());
+  for (size_t i = 1; i < layer.objective_curve.size(); ++i) {
+    // Momentum may overshoot briefly, never blow up.
+    EXPECT_LT(layer.objective_curve[i], 2.0 * layer.objective_curve[i - 1] + 1e-3) << "record " << i;
+  }
+  EXPECT_LT(layer.feature_error, 0.2);
+  EXPECT_GT(layer.learning_rate, 0.0);
+  EXPECT_EQ(layer.iterations, 120);
+}
+
+TEST_F(TinyInversion, BatchingAndSeedsChangeNothing) {
+  InversionOptions options;
+  options.steps = 40;
+  options.layers = {"conv1", "conv4"};
+  options.seed = 5;
+  const at::Tensor image = SmoothImage(96, 2);
+  const InversionResult together = NetworkInversion(probe_).Run(image, options);
+  options.batch = 1;
+  const InversionResult apart = NetworkInversion(probe_).Run(image, options);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_NEAR(together.layers[i].learning_rate, apart.layers[i].learning_rate, 1e-4 * apart.layers[i].learning_rate);
+    EXPECT_LT(test::RelativeError(together.layers[i].raw, apart.layers[i].raw), 1e-3) << options.layers[i];
+  }
+  options.batch = 8;
+  const InversionResult again = NetworkInversion(probe_).Run(image, options);
+  EXPECT_TRUE(again.layers[1].raw.equal(together.layers[1].raw));
+  options.seed = 6;
+  const InversionResult other = NetworkInversion(probe_).Run(image, options);
+  EXPECT_FALSE(other.layers[1].raw.equal(together.layers[1].raw));
+}
+
+TEST_F(TinyInversion, TargetErrorStopsEarlyAndFixedRateIsUsed) {
+  InversionOptions options;
+  options.layers = {"conv3"};
+  options.steps = 400;
+  options.target_error = 0.3;
+  const InversionResult result = NetworkInversion(probe_).Run(SmoothImage(96, 3), options);
+  EXPECT_LT(result.layers[0].iterations, 400);
+  EXPECT_LE(result.layers[0].feature_error, 0.3);
+
+  options.target_error = 0;
+  options.steps = 5;
+  options.auto_learning_rate = false;
+  options.learning_rate = 1e-4;
+  const InversionResult fixed = NetworkInversion(probe_).Run(SmoothImage(96, 3), options);
+  EXPECT_NEAR(fixed.layers[0].learning_rate, 1e-4, 1e-10);
+  EXPECT_EQ(fixed.layers[0].curvature, 0.0);
+}
+
+TEST_F(TinyInversion, BadInputIsRefusedClearly) {
+  InversionOptions options;
+  options.layers = {"conv9"};
+  EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
+  options.layers = {"conv1"};
+  EXPECT_THROW(NetworkInversion(probe_).Run(at::rand({1, 96, 96}), options), InputError);
+  options.steps = 0;
+  EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
+  options.steps = 10;
+  options.layers = {};
+  EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
+}
+
+}  // namespace
+}  // namespace cnnviz
