@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <mutex>
-#include <thread>
 #include <filesystem>
+#include <functional>
 #include <iomanip>
+#include <map>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
@@ -77,27 +79,16 @@ std::string TallyCsv(const LayerDissection& layer, const SegmentationSource& sou
 // Per unit a strip of its top images (tile x tile) with its mask outlined, written by every core in
 // parallel: decoding and PNG encoding dominate and are independent per unit.
 constexpr int64_t kTileSide = 112;
-void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& layer, const std::string& folder,
-                      int64_t tile, int64_t height, int64_t width) {
+// Runs `work(i)` for i in [0, count) on up to 4 threads; rethrows the first failure.
+void ParallelFor(size_t count, const std::function<void(size_t)>& work) {
   std::atomic<size_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mutex;
-  auto work = [&] {
+  auto loop = [&] {
     at::NoGradGuard no_grad;
-    for (size_t u = next++; u < layer.units.size(); u = next++) {
+    for (size_t i = next++; i < count; i = next++) {
       try {
-        const UnitDissection& unit = layer.units[u];
-        std::vector<at::Tensor> tiles;
-        for (size_t r = 0; r < unit.top_images.size(); ++r) {
-          at::Tensor image = source.Load(static_cast<size_t>(unit.top_images[r].first));
-          image = at::upsample_bilinear2d(image.unsqueeze(0), {height, width}, false).squeeze(0);
-          const at::Tensor mask = NetworkDissection::TopImageMask(layer, unit.unit, static_cast<int64_t>(r), height, width);
-          tiles.push_back(ResizeSquare(OutlineMask(image, mask), tile));
-        }
-        if (!tiles.empty()) {
-          WritePng(folder + "/unit_" + std::to_string(unit.unit) + ".png",
-                   MakeGrid(at::stack(tiles), {}, static_cast<int64_t>(tiles.size())));
-        }
+        work(i);
       } catch (...) {
         std::lock_guard<std::mutex> lock(failure_mutex);
         if (!failure) failure = std::current_exception();
@@ -105,11 +96,42 @@ void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& l
     }
   };
   std::vector<std::thread> workers;
-  const unsigned count = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-  for (unsigned i = 1; i < count; ++i) workers.emplace_back(work);
-  work();
+  const unsigned threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  for (unsigned i = 1; i < threads; ++i) workers.emplace_back(loop);
+  loop();
   for (auto& worker : workers) worker.join();
   if (failure) std::rethrow_exception(failure);
+}
+
+// Per unit, its top images side by side with the activation mask outlined, at `tile` pixels. Top images
+// are shared by many units, so each distinct image is decoded and shrunk once (kept as uint8 tiles), and
+// masks are upsampled straight to the tile size.
+void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& layer, const std::string& folder,
+                      int64_t tile, int64_t height, int64_t width) {
+  std::map<int64_t, at::Tensor> tiles;
+  for (const auto& unit : layer.units) {
+    for (const auto& entry : unit.top_images) tiles.emplace(entry.first, at::Tensor());
+  }
+  std::vector<std::map<int64_t, at::Tensor>::iterator> slots;
+  for (auto it = tiles.begin(); it != tiles.end(); ++it) slots.push_back(it);
+  ParallelFor(slots.size(), [&](size_t i) {
+    at::Tensor image = source.Load(static_cast<size_t>(slots[i]->first));
+    image = at::upsample_bilinear2d(image.unsqueeze(0), {height, width}, false).squeeze(0);
+    slots[i]->second = ResizeSquare(image, tile).mul(255.0).round_().to(at::kByte);
+  });
+  ParallelFor(layer.units.size(), [&](size_t u) {
+    const UnitDissection& unit = layer.units[u];
+    std::vector<at::Tensor> shown;
+    for (size_t r = 0; r < unit.top_images.size(); ++r) {
+      const at::Tensor image = tiles.at(unit.top_images[r].first).to(at::kFloat).div(255.0);
+      const at::Tensor mask = NetworkDissection::TopImageMask(layer, unit.unit, static_cast<int64_t>(r), tile, tile);
+      shown.push_back(OutlineMask(image, mask));
+    }
+    if (!shown.empty()) {
+      WritePng(folder + "/unit_" + std::to_string(unit.unit) + ".png",
+               MakeGrid(at::stack(shown), {}, static_cast<int64_t>(shown.size())));
+    }
+  });
 }
 
 }  // namespace
