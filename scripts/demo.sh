@@ -22,9 +22,15 @@ echo "== cnnviz layers --model models/tinycnn.pt"
 echo "== cnnviz actmax --model models/tinycnn.pt --layer conv5 --units 0-15 --steps 128"
 "$cnnviz" actmax --model "$model" --layer conv5 --units 0-15 --steps 128 --out "$out/actmax" \
   --reference-dataset "$dataset/images"
+image=$(ls "$dataset"/images/synth/*.jpg | head -5 | tail -1)
+echo "== cnnviz upconv train --model models/tinycnn.pt --layer conv3 --dataset $dataset --epochs 3 --max-images 500"
+"$cnnviz" upconv train --model "$model" --layer conv3 --dataset "$dataset" --epochs 3 --max-images 500 \
+  --out "$out/conv3.decoder.pt"
+echo "== cnnviz invert --model models/tinycnn.pt --image $image --layers all --decoder conv3.decoder.pt"
+"$cnnviz" invert --model "$model" --image "$image" --layers all --decoder "$out/conv3.decoder.pt" --out "$out/invert"
 echo "== cnnviz deconv --model models/tinycnn.pt --layer conv4 --units 0-15 --dataset $dataset"
 "$cnnviz" deconv --model "$model" --layer conv4 --units 0-15 --dataset "$dataset" --out "$out/deconv"
 echo "== cnnviz dissect --model models/tinycnn.pt --dataset $dataset --layers conv3,conv4,conv5"
 "$cnnviz" dissect --model "$model" --dataset "$dataset" --layers conv3,conv4,conv5 --out "$out/dissect"
-echo "demo: wrote $out/layers.json, $out/actmax/, $out/deconv/ and $out/dissect/ (open" \
+echo "demo: wrote $out/layers.json, $out/actmax/, $out/invert/, $out/deconv/ and $out/dissect/ (open" \
   "$out/dissect/index.html); dataset in $dataset" >&2

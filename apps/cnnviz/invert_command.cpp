@@ -152,7 +152,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
     const std::string stem = SafeFileName((method == "decoder" ? "decoder_" : "") + inversion.layer);
     WritePng((out / "layers" / (stem + ".png")).string(), inversion.image);
     char caption[96];
-    std::snprintf(caption, sizeof(caption), "%s%s %.1fdB", inversion.layer.c_str(), method == "decoder" ? " (dec)" : "",
+    std::snprintf(caption, sizeof(caption), "%s %.1f", method == "decoder" ? "decoder" : inversion.layer.c_str(),
                   inversion.psnr);
     tiles.push_back(inversion.image);
     captions.push_back(caption);
@@ -179,7 +179,13 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   };
   for (const LayerInversion& inversion : result.layers) write(inversion, "optimization");
   if (decoder) write(decoded, "decoder");
-  WritePng((out / "grid.png").string(), MakeGrid(at::stack(tiles), captions, static_cast<int64_t>(tiles.size())));
+  // Small inputs are shown at 160 px so that the captions fit.
+  at::Tensor strip = at::stack(tiles);
+  if (strip.size(2) < 160) {
+    const int64_t width = strip.size(3) * 160 / strip.size(2);
+    strip = at::upsample_bilinear2d(strip, {160, width}, false).clamp(0, 1);
+  }
+  WritePng((out / "grid.png").string(), MakeGrid(strip, captions, static_cast<int64_t>(tiles.size())));
 
   json report = ReportHeader("invert", *model, global.seed);
   report["options"] = {{"image", options.image},
