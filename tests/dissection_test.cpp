@@ -107,7 +107,8 @@ TEST(DissectionTest, PlantedColourDetectorsAreFound) {
 }
 
 // Brute force on a few images: every activation kept, thresholds by sorting, IoUs by direct counting.
-// Batches of one, as the brute force runs, so both see bit-identical activations.
+// Batches of one through the same (inference) view, as the brute force runs, so both see bit-identical
+// activations.
 TEST(DissectionTest, ThresholdsAndIousEqualBruteForce) {
   constexpr size_t kImages = 12;
   const DissectionResult result = Dissect("tinycnn_script.pt", 96, "concepts", {"conv3"}, kImages, 0.005, 1);
@@ -119,7 +120,9 @@ TEST(DissectionTest, ThresholdsAndIousEqualBruteForce) {
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < kImages; ++i) {
     const at::Tensor image = at::upsample_bilinear2d(source->Load(i).unsqueeze(0), {96, 96}, false);
-    maps.push_back(probe.Run(ViewSpec{{"conv3"}, false}, model->Preprocess(image)).taps[0][0]);
+    ViewSpec spec{{"conv3"}, false};
+    spec.inference = true;  // the view dissection runs
+    maps.push_back(probe.Run(spec, model->Preprocess(image)).taps[0][0]);
   }
   const at::Tensor all = at::stack(maps);  // [N, K, h, w]
   const int64_t units = all.size(1);

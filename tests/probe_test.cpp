@@ -72,6 +72,23 @@ TEST_P(ProbeModelTest, FinalOutputEqualsModuleForwardExactly) {
   EXPECT_TRUE(at::equal(probe_->Run(spec, input_).output, expected));
 }
 
+// Inference views (frozen, BatchNorm folded, MKLDNN layouts) agree with plain views to float rounding, for
+// every layer the reference lists and the final output.
+TEST_P(ProbeModelTest, InferenceViewsAgreeWithPlainViews) {
+  at::NoGradGuard no_grad;
+  ViewSpec plain;
+  plain.taps = ReferenceOrder();
+  plain.output = true;
+  ViewSpec inference = plain;
+  inference.inference = true;
+  const ProbeOutput expected = probe_->Run(plain, input_), got = probe_->Run(inference, input_);
+  ASSERT_EQ(got.taps.size(), expected.taps.size());
+  for (size_t i = 0; i < got.taps.size(); ++i) {
+    EXPECT_LT(test::RelativeError(got.taps[i], expected.taps[i]), 1e-4) << plain.taps[i];
+  }
+  EXPECT_LT(test::RelativeError(got.output, expected.output), 1e-4);
+}
+
 TEST_P(ProbeModelTest, TruncatedViewsReturnTheSameTapsAndRunLess) {
   const std::string mid = reference_.at("mid_layer").toStringRef();
   at::NoGradGuard no_grad;

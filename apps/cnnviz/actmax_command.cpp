@@ -43,7 +43,8 @@ std::vector<TopNatural> ReferenceTop(const Probe& probe, const std::vector<UnitI
   for (const auto& unit : units) objectives.push_back(ParseObjective(unit.objective));
   bool needs_output = false;
   const std::vector<std::string> layers = LayersOf(objectives, &needs_output);
-  const ViewSpec view{layers, needs_output};
+  ViewSpec view{layers, needs_output};
+  view.inference = true;
   std::vector<TopNatural> top(units.size(), TopNatural{-INFINITY, ""});
   const std::vector<std::string> paths = ListImages(folder);
   constexpr size_t kBatch = 16;

@@ -58,7 +58,8 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
     tops.emplace_back(units, layer.shape[3]);
   }
   if (source.size() == 0) throw InputError("the dataset holds no images");
-  const ViewSpec view{names, false};
+  ViewSpec view{names, false};
+  view.inference = true;
   ScanStats local;
   ScanStats& out = stats ? *stats : local;
   BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, options.max_images);

@@ -160,7 +160,8 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     names.push_back(info.name);
     infos.push_back(&info);
   }
-  const ViewSpec view{names, false};
+  ViewSpec view{names, false};
+  view.inference = true;
   const size_t total = source.size();
   const size_t categories = source.categories().size();
   const int64_t label_count = static_cast<int64_t>(source.labels().size());

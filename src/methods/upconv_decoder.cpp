@@ -267,7 +267,8 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
   const InputSpec& spec = model.input_spec();
   const LayerInfo& layer = probe.Find(options.layer);
   const c10::Device device = model.device();
-  const ViewSpec view{{layer.name}, false};
+  ViewSpec view{{layer.name}, false};
+  view.inference = true;
 
   // The seeded split.
   size_t count = images.size();

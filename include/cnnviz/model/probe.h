@@ -9,7 +9,9 @@
 //  - a view may replace every ReLU (relu, relu_, functional or module, ReLU6/hardtanh(0, x)) by an op
 //    whose backward follows a rule: plain gradient, DeconvNet (Zeiler & Fergus 2014: relu(grad_out)) or
 //    guided backpropagation (Springenberg et al. 2015: relu(grad_out) * (x > 0)).
-// Views are compiled once per (taps, output, rules) and cached.
+// Views are compiled once per (taps, output, rules, inference) and cached. Inference views (no gradients)
+// run as a method of a frozen, optimize_for_inference'd copy of the module when freezing works for the
+// model (BatchNorm folded, MKLDNN layouts), and agree with plain views to float rounding.
 // Limits, reported rather than hidden: frozen models (torch.jit.freeze) have no module names, so their
 // taps are op-level ("conv2d_3"); calls inside data-dependent control flow cannot be tapped; leaky_relu,
 // threshold, prelu and clamp are not rewritten by the rules (a warning names them).
@@ -46,6 +48,10 @@ struct ViewSpec {
   bool output = false;
   // Backward rule through ReLUs. kGradient uses the model's own graph unchanged.
   BackwardRule rule = BackwardRule::kGradient;
+  // No gradient will be asked for (dataset scans): the view may also use inference-only rewrites
+  // (torch.jit.optimize_for_inference's MKLDNN layouts and conv-add-relu fusion). Values agree with the
+  // plain view to float rounding.
+  bool inference = false;
 };
 
 struct ProbeOutput {
