@@ -25,7 +25,7 @@ from bench_common import ENV, ROOT, ensure_resnet18
 
 def run_cnnviz(binary, model, layer, units, batch, steps, extra=()):
     with tempfile.TemporaryDirectory() as out:
-        command = [binary, "actmax", "-q", "--device", "cpu", "--model", model, "--layer", layer, "--units", units,
+        command = [binary, "actmax", "-q", "--threads", "1", "--device", "cpu", "--model", model, "--layer", layer, "--units", units,
                    "--batch", str(batch), "--steps", str(steps), "--size", "128", "--out", out, *extra]
         subprocess.run(command, check=True, env=ENV)
         with open(os.path.join(out, "report.json")) as handle:

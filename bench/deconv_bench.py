@@ -137,7 +137,7 @@ def main():
                         "--count", str(args.images), "--seed", "0"], check=True, env=ENV, stdout=subprocess.DEVNULL)
 
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([os.path.join(args.build, "apps", "cnnviz"), "deconv", "-q", "--device", "cpu", "--model",
+        subprocess.run([os.path.join(args.build, "apps", "cnnviz"), "deconv", "-q", "--threads", "1", "--device", "cpu", "--model",
                         resnet, "--input-size", str(args.size), "--layer", "layer3", "--top", "9", "--dataset",
                         dataset, "--out", out], check=True, env=ENV)
         with open(os.path.join(out, "report.json")) as handle:

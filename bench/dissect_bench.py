@@ -115,7 +115,7 @@ def run_python(kind, model, dataset, layers, tally="faithful"):
 def run_cnnviz(binary, model, dataset, layers):
     out_dir = tempfile.mkdtemp(prefix="dissect-bench-")
     try:
-        command = [binary, "dissect", "-q", "--device", "cpu", "--model", model, "--dataset", dataset,
+        command = [binary, "dissect", "-q", "--threads", "1", "--device", "cpu", "--model", model, "--dataset", dataset,
                    "--layers", ",".join(layers), "--out", out_dir, "--batch", "16"]
         rc, out, err, wall, rss = measured(command)
         if rc != 0:

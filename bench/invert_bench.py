@@ -68,7 +68,7 @@ def make_test_image(path, size=SIZE, seed=0):
 
 def run_cnnviz_invert(binary, model, image, steps, extra=()):
     with tempfile.TemporaryDirectory() as out:
-        command = [binary, "invert", "-q", "--device", "cpu", "--model", model, "--image", image,
+        command = [binary, "invert", "-q", "--threads", "1", "--device", "cpu", "--model", model, "--image", image,
                    "--layer", LAYER, "--steps", str(steps), "--out", out, *extra]
         subprocess.run(command, check=True, env=ENV)
         with open(os.path.join(out, "report.json")) as handle:
@@ -101,7 +101,7 @@ LOG_LINE = re.compile(r"features (cached|recomputed every batch) \(([\d.]+) s\),
 
 def run_upconv(binary, dataset, epochs, extra=()):
     with tempfile.TemporaryDirectory() as out:
-        command = [binary, "upconv", "train", "--device", "cpu", "--model", os.path.join(ROOT, "models", "tinycnn.pt"),
+        command = [binary, "upconv", "train", "--threads", "1", "--device", "cpu", "--model", os.path.join(ROOT, "models", "tinycnn.pt"),
                    "--layer", "conv3", "--dataset", dataset, "--epochs", str(epochs),
                    "--out", os.path.join(out, "conv3.decoder.pt"), *extra]
         completed = subprocess.run(command, check=True, env=ENV, capture_output=True, text=True)

@@ -1,9 +1,12 @@
-// CUDA against CPU: taps, rule gradients, an activation-maximization step and dissection tallies agree
-// within stated tolerances. Every test skips cleanly without a CUDA device (ctest label "cuda").
+// CUDA against CPU: taps (plain and inference views), rule gradients, an activation-maximization step,
+// inversion steps and a decoder's output agree within stated tolerances. Every test skips cleanly
+// without a CUDA device (ctest label "cuda").
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
 #include "cnnviz/methods/activation_maximization.h"
+#include "cnnviz/methods/network_inversion.h"
+#include "cnnviz/methods/upconv_decoder.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -59,6 +62,52 @@ TEST(CudaTest, OneActivationMaximizationStepMatchesCpu) {
   for (size_t i = 0; i < a.units.size(); ++i) {
     EXPECT_NEAR(a.units[i].initial_value, b.units[i].initial_value, kTolerance * (1 + std::abs(a.units[i].initial_value)));
   }
+}
+
+TEST(CudaTest, InferenceViewsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  Probe cpu(LoadOn("resnet18_script.pt", c10::Device(c10::kCPU), 64));
+  Probe gpu(LoadOn("resnet18_script.pt", c10::Device(c10::kCUDA, 0), 64));
+  const at::Tensor input = test::LoadReference(test::Fixture("resnet18_script_ref.pt")).at("input").toTensor();
+  ViewSpec spec{{"layer1", "layer4"}, false};
+  spec.inference = true;
+  at::NoGradGuard no_grad;
+  const ProbeOutput a = cpu.Run(spec, input), b = gpu.Run(spec, input.cuda());
+  for (size_t i = 0; i < a.taps.size(); ++i) {
+    EXPECT_LE(test::RelativeError(b.taps[i].cpu(), a.taps[i]), kTolerance) << spec.taps[i];
+  }
+}
+
+TEST(CudaTest, InversionStepsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  Probe cpu(LoadOn("tinycnn_script.pt", c10::Device(c10::kCPU), 64));
+  Probe gpu(LoadOn("tinycnn_script.pt", c10::Device(c10::kCUDA, 0), 64));
+  InversionOptions options;
+  options.layers = {"conv1", "conv3"};
+  options.steps = 5;
+  options.auto_learning_rate = false;  // the power iteration's estimate may differ in the last digits
+  options.learning_rate = 1e-3;
+  const at::Tensor image = at::rand({3, 64, 64}, at::detail::createCPUGenerator(4));
+  const InversionResult a = NetworkInversion(cpu).Run(image, options);
+  const InversionResult b = NetworkInversion(gpu).Run(image, options);
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    EXPECT_LE(test::RelativeError(b.layers[i].raw, a.layers[i].raw), kTolerance) << options.layers[i];
+    EXPECT_NEAR(b.layers[i].feature_error, a.layers[i].feature_error, kTolerance);
+  }
+}
+
+TEST(CudaTest, DecoderMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  DecoderInfo info;
+  info.feature_shape = {32, 8, 8};
+  info.height = info.width = 64;
+  info.channels = 64;
+  info.upsamplings = 3;
+  const UpconvDecoder cpu(info, 7, c10::Device(c10::kCPU));
+  const UpconvDecoder gpu(info, 7, c10::Device(c10::kCUDA, 0));
+  const at::Tensor features = at::randn({2, 32, 8, 8}, at::detail::createCPUGenerator(5));
+  at::NoGradGuard no_grad;
+  EXPECT_LE(test::RelativeError(gpu.Decode(features).cpu(), cpu.Decode(features)), kTolerance);
 }
 
 }  // namespace
