@@ -117,7 +117,7 @@ struct Probe::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     auto& slot = views[key.str()];
     if (!slot) {
-      slot = Compile(sites, spec.output, rules);
+      slot = Compile(sites, spec.output, rules, spec.inference);
       if (spec.inference) Freeze(*slot, probe.model().module());
     }
     return slot;
@@ -152,7 +152,7 @@ struct Probe::Impl {
     }
   }
 
-  std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules) const {
+  std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules, bool inference) const {
     auto view = std::make_shared<View>();
     view->rules = rules;
     std::shared_ptr<jit::Graph> graph = tap_graph.graph->copy();
@@ -180,6 +180,9 @@ struct Probe::Impl {
       rule->setType(c10::IntType::get());
       detail::RewriteRelus(*graph, rule);
     }
+    // Inference views are frozen instead, whose passes need the plain aten::conv2d (BatchNorm folding,
+    // MKLDNN layouts, which also cover batch 1).
+    if (!inference) detail::RewriteSmallBatchConvolutions(*graph);
     if (!keep_output) jit::EliminateExceptions(graph);
     jit::ConstantPropagation(graph);
     jit::EliminateDeadCode(graph);

@@ -62,9 +62,30 @@ at::Tensor ClampRule(const at::Tensor& x, double low, double high, int64_t rule)
   return ClampRuleFunction::apply(x, low, high, rule);
 }
 
+// ATen's own test (aten/src/ATen/native/Convolution.cpp, use_mkldnn) for the slow batch-1 path.
+bool TakesSlowPath(const at::Tensor& input, const at::Tensor& weight, int64_t groups) {
+  return input.dim() == 4 && input.size(0) == 1 && input.device().is_cpu() && input.scalar_type() == at::kFloat &&
+         groups == 1 && input.numel() <= 20480 && weight.dim() == 4 && (weight.size(2) <= 3 || weight.size(3) <= 3) &&
+         !(weight.size(2) == 1 && weight.size(3) == 1);
+}
+
+// Composite (autograd records the ops inside): when gradients are recorded, batch-1 inputs on the slow
+// path run doubled. Without gradients the plain convolution runs, so no-grad outputs stay bit-identical
+// to module.forward.
+at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!at::GradMode::is_enabled() || !TakesSlowPath(input, weight, groups)) {
+    return at::conv2d(input, weight, bias, stride, padding, dilation, groups);
+  }
+  return at::conv2d(input.expand({2, -1, -1, -1}), weight, bias, stride, padding, dilation, groups).narrow(0, 0, 1);
+}
+
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu_rule(Tensor x, int rule) -> Tensor", &ReluRule);
   m.def("clamp_rule(Tensor x, float low, float high, int rule) -> Tensor", &ClampRule);
+  m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups) "
+        "-> Tensor",
+        &Conv2d);
 }
 
 std::optional<double> ConstantDouble(jit::Value* value) {
@@ -134,6 +155,36 @@ std::vector<std::string> RewriteRelus(jit::Graph& graph, jit::Value* rule) {
     warnings.push_back("activation " + kind + " keeps its plain gradient under the DeconvNet/guided rules");
   }
   return warnings;
+}
+
+int RewriteSmallBatchConvolutions(jit::Graph& graph) {
+  static const c10::Symbol kConv2d = c10::Symbol::fromQualString("cnnviz::conv2d");
+  std::vector<jit::Node*> nodes;
+  ForEachNode(graph.block(), [&](jit::Node* node) { nodes.push_back(node); });
+  int replaced = 0;
+  for (jit::Node* node : nodes) {
+    const std::string kind = node->kind().toQualString();
+    std::vector<jit::NamedValue> args;
+    if (kind == "aten::conv2d" && node->inputs().size() == 7 &&
+        node->input(4)->type()->isSubtypeOf(*c10::ListType::ofInts())) {
+      for (size_t i = 0; i < 7; ++i) args.emplace_back(node->input(i));
+    } else if (kind == "aten::_convolution" && node->inputs().size() >= 9) {
+      // (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ...)
+      auto transposed = jit::toIValue(node->input(6));
+      auto stride = jit::toIValue(node->input(3));
+      if (!transposed || !transposed->isBool() || transposed->toBool()) continue;
+      if (!stride || !stride->isIntList() || stride->toIntList().size() != 2) continue;  // 2-D only
+      for (size_t i : {0, 1, 2, 3, 4, 5, 8}) args.emplace_back(node->input(i));
+    } else {
+      continue;
+    }
+    jit::WithInsertPoint guard(node);
+    jit::Value* y = graph.insert(kConv2d, args);
+    node->output()->replaceAllUsesWith(y);
+    node->destroy();
+    ++replaced;
+  }
+  return replaced;
 }
 
 }  // namespace cnnviz::detail
