@@ -22,7 +22,8 @@ echo "== cnnviz layers --model models/tinycnn.pt"
 echo "== cnnviz actmax --model models/tinycnn.pt --layer conv5 --units 0-15 --steps 128"
 "$cnnviz" actmax --model "$model" --layer conv5 --units 0-15 --steps 128 --out "$out/actmax" \
   --reference-dataset "$dataset/images"
-image=$(ls "$dataset"/images/synth/*.jpg | head -5 | tail -1)
+images=("$dataset"/images/synth/*.jpg)
+image=${images[4]}
 echo "== cnnviz upconv train --model models/tinycnn.pt --layer conv3 --dataset $dataset --epochs 3 --max-images 500"
 "$cnnviz" upconv train --model "$model" --layer conv3 --dataset "$dataset" --epochs 3 --max-images 500 \
   --out "$out/conv3.decoder.pt"
