@@ -53,6 +53,15 @@ void AddModelOptions(CLI::App& command, ModelOptions& options) {
       ->check(CLI::Range(int64_t{1}, int64_t{8192}));
 }
 
+std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string& flag) {
+  std::vector<std::string> layers;
+  for (const auto& layer : probe.layers()) {
+    if (layer.type == "Conv2d" && layer.tappable && layer.shape.size() == 4) layers.push_back(layer.name);
+  }
+  if (layers.empty()) throw UsageError(flag + ": the model has no Conv2d layers; name layers instead");
+  return layers;
+}
+
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global) {
   SeedEverything(global.seed);
   std::shared_ptr<Model> loaded = Model::Load(model.path, ResolveDevice(global.device));

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cnnviz/model/model.h"
 #include "cnnviz/model/probe.h"
@@ -34,6 +35,10 @@ struct ModelOptions {
   std::optional<int64_t> input_size;  // --input-size: square side overriding the sidecar
 };
 void AddModelOptions(CLI::App& command, ModelOptions& options);
+
+// Every tappable Conv2d output with spatial extent, in forward order ("--layers all-conv"). Throws
+// UsageError naming `flag` when the model has none.
+std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string& flag);
 
 // Loads the model on the chosen device and applies flag overrides.
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global);

@@ -143,10 +143,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   std::shared_ptr<Model> model = LoadModel(options.model, global);
   Probe probe(model);
   if (options.layers_text == "all-conv") {
-    for (const auto& layer : probe.layers()) {
-      if (layer.type == "Conv2d" && layer.tappable && layer.shape.size() == 4) m.layers.push_back(layer.name);
-    }
-    if (m.layers.empty()) throw UsageError("--layers all-conv: the model has no Conv2d layers; name layers instead");
+    m.layers = ConvolutionLayers(probe, "--layers all-conv");
   } else {
     m.layers = SplitList(options.layers_text);
   }

@@ -35,13 +35,7 @@ std::vector<std::string> ResolveLayers(const std::string& text, const Probe& pro
       if (!layer.alias.empty() && layer.tappable) layers.push_back(layer.alias);
     }
   }
-  if (layers.empty()) {
-    for (const LayerInfo& layer : probe.layers()) {
-      if (layer.type.rfind("Conv", 0) == 0 && layer.tappable) layers.push_back(layer.name);
-    }
-  }
-  if (layers.empty()) throw UsageError("--layers " + text + ": the model has no convolution layers; name layers instead");
-  return layers;
+  return layers.empty() ? ConvolutionLayers(probe, "--layers " + text) : layers;
 }
 
 json CurveJson(const LayerInversion& inversion) {
