@@ -27,7 +27,8 @@ Python loop's FINAL error, with a higher objective. The script therefore also ap
 rule to the Python loop's own per-step curve (the first step where it gets to e_py; its time estimated
 at the loop's mean step time) and prints the equal-work ratio.
 
-Decoder training: `cnnviz upconv train` for models/tinycnn.pt layer conv3, E epochs, on N synthetic
+Decoder training: `cnnviz upconv train` for models/tinycnn.pt layer conv3 and for resnet18 layer3 at
+112x112 (where the model's forward is a real share of a step), E epochs, on N synthetic
 images (models/make_concepts.py --count N --seed 0, into BUILD/bench-data/concepts<N>, reused when
 present), once with the default feature cache and once with --cache-mb 0; images/s from its final log
 line. That rate counts epoch time only: the cached run computes the features once before the first
@@ -99,11 +100,11 @@ LOG_LINE = re.compile(r"features (cached|recomputed every batch) \(([\d.]+) s\),
                       r"wrote .* in ([\d.]+) s")
 
 
-def run_upconv(binary, dataset, epochs, extra=()):
+def run_upconv(binary, model, layer, dataset, epochs, extra=()):
     with tempfile.TemporaryDirectory() as out:
-        command = [binary, "upconv", "train", "--threads", "1", "--device", "cpu", "--model", os.path.join(ROOT, "models", "tinycnn.pt"),
-                   "--layer", "conv3", "--dataset", dataset, "--epochs", str(epochs),
-                   "--out", os.path.join(out, "conv3.decoder.pt"), *extra]
+        command = [binary, "upconv", "train", "--threads", "1", "--device", "cpu", "--model", model,
+                   "--layer", layer, "--dataset", dataset, "--epochs", str(epochs),
+                   "--out", os.path.join(out, "decoder.pt"), *extra]
         completed = subprocess.run(command, check=True, env=ENV, capture_output=True, text=True)
     lines = [line for line in completed.stderr.splitlines() if "images/s" in line]
     if not lines:
@@ -194,17 +195,19 @@ def main():
           f"(per step: python {py['ms_per_step']:.1f} ms, cnnviz {1000 * same['seconds'] / steps:.1f} ms)")
 
     dataset = ensure_concepts(args.build, args.images)
-    print(f"\n[decoder training] models/tinycnn.pt conv3, {args.epochs} epoch(s), {args.images} synthetic images "
-          f"(make_concepts --seed 0, 10% held out), batch 32")
-    cached = run_upconv(binary, dataset, args.epochs)
-    uncached = run_upconv(binary, dataset, args.epochs, ["--cache-mb", "0"])
-    for name, run in (("default cache", cached), ("--cache-mb 0", uncached)):
-        print(f"e. {name}: {run['images_per_second']:.0f} images/s (features {run['mode']}, "
-              f"{run['feature_seconds']:.1f} s before the epochs; wall {run['wall_seconds']:.1f} s)")
-    print(f"   images/s ratio cached / uncached: "
-          f"{cached['images_per_second'] / uncached['images_per_second']:.2f}x (epoch time only); "
-          f"wall time ratio {uncached['wall_seconds'] / cached['wall_seconds']:.2f}x")
-
+    cases = [("models/tinycnn.pt conv3 (96x96)", os.path.join(ROOT, "models", "tinycnn.pt"), "conv3", []),
+             ("resnet18 layer3 at 112x112", resnet, "layer3", ["--input-size", "112"])]
+    for title, model, layer, extra in cases:
+        print(f"\n[decoder training] {title}, {args.epochs} epoch(s), {args.images} synthetic images "
+              f"(make_concepts --seed 0, 10% held out), batch 32")
+        cached = run_upconv(binary, model, layer, dataset, args.epochs, extra)
+        uncached = run_upconv(binary, model, layer, dataset, args.epochs, [*extra, "--cache-mb", "0"])
+        for name, run in (("default cache", cached), ("--cache-mb 0", uncached)):
+            print(f"e. {name}: {run['images_per_second']:.0f} images/s (features {run['mode']}, "
+                  f"{run['feature_seconds']:.1f} s before the epochs; wall {run['wall_seconds']:.1f} s)")
+        print(f"   images/s ratio cached / uncached: "
+              f"{cached['images_per_second'] / uncached['images_per_second']:.2f}x (epoch time only); "
+              f"wall time ratio {uncached['wall_seconds'] / cached['wall_seconds']:.2f}x")
 
 if __name__ == "__main__":
     main()
