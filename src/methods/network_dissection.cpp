@@ -72,8 +72,9 @@ struct SampleBatch {
 };
 
 // Exact top-`keep` values of every unit over a stream of batches. Once the buffer is full only values
-// above a unit's current keep-th largest can enter; those few are collected and merged only when
-// they add up to another `keep`, so most batches cost one comparison pass instead of a full top-k.
+// above a unit's current keep-th largest can enter; those few are gathered (one masked_select, then a
+// scatter into rows padded with -inf) and merged only when they add up to another `keep`, so most
+// batches cost one comparison pass and one gather instead of a full top-k.
 struct TopValues {
   at::Tensor values;   // [K, <= keep], descending
   at::Tensor pending;  // [K, P] candidates not merged yet (-inf padding)
@@ -87,9 +88,16 @@ struct TopValues {
       return;
     }
     const at::Tensor above = flat > values.select(1, keep - 1).unsqueeze(1);
-    const int64_t most = above.sum(1).max().item<int64_t>();
+    const at::Tensor counts = above.sum(1);
+    const int64_t most = counts.max().item<int64_t>();
     if (most == 0) return;
-    const at::Tensor candidates = std::get<0>(flat.masked_fill(above.logical_not(), -INFINITY).topk(most, 1));
+    // The candidates in unit order, and each one's rank within its unit.
+    const int64_t units = flat.size(0);
+    const at::Tensor found = flat.masked_select(above);
+    const at::Tensor unit = at::arange(units, at::kLong).repeat_interleave(counts);
+    const at::Tensor rank = at::arange(found.size(0), at::kLong) - (counts.cumsum(0) - counts).index_select(0, unit);
+    at::Tensor candidates = at::full({units, most}, -INFINITY, at::kFloat);
+    candidates.view({-1}).index_put_({unit * most + rank}, found);
     pending = pending.defined() ? at::cat({pending, candidates}, 1) : candidates;
     if (pending.size(1) >= keep) Merge();
   }
