@@ -88,6 +88,64 @@ TEST(ActivationMaximizationTest, BatchedEqualsOneAtATime) {
   }
 }
 
+// Chunks split only the network pass of a step (the transforms and the Adam step see the whole batch),
+// so results agree with whole-batch passes up to the rounding of other convolution batch sizes; with an
+// image regularizer in the objective (tv) and diversity copies, which must share a chunk.
+TEST(ActivationMaximizationTest, ChunksDoNotChangeResults) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  auto compare = [](const ActMaxResult& a, const ActMaxResult& b) {
+    ASSERT_EQ(a.units.size(), b.units.size());
+    EXPECT_LT((a.images - b.images).abs().mean().item<float>(), 2e-3f);
+    for (size_t i = 0; i < a.units.size(); ++i) {
+      EXPECT_NEAR(a.units[i].final_value, b.units[i].final_value, 1e-2 * (1 + std::abs(b.units[i].final_value)));
+    }
+  };
+  ActMaxOptions options = Quick("conv3", {1, 5, 9, 12, 20}, 12, 48);
+  options.batch = 5;
+  options.chunk = 0;
+  const ActMaxResult whole = ActivationMaximization(probe).Run(options);
+  for (int64_t chunk : {1, 2}) {
+    options.chunk = chunk;
+    compare(ActivationMaximization(probe).Run(options), whole);
+  }
+  // Diversity copies share a chunk: a chunk of 1 is rounded up to the 3 copies.
+  ActMaxOptions diverse = Quick("conv3", {4}, 12, 48);
+  diverse.diversity = 3;
+  diverse.chunk = 0;
+  const ActMaxResult together = ActivationMaximization(probe).Run(diverse);
+  diverse.chunk = 1;
+  compare(ActivationMaximization(probe).Run(diverse), together);
+  ActMaxOptions two = options;
+  two.chunk = -2;
+  EXPECT_THROW(ActivationMaximization(probe).Run(two), UsageError);
+}
+
+// Render's chunked step with an objective that reads the untransformed image as well as the transformed
+// one (as image regularizers do), element-wise: chunked and whole-batch steps are bit-identical.
+TEST(ActivationMaximizationTest, ChunkedRenderStepsAreExactForElementwiseObjectives) {
+  auto run = [](int64_t chunk) {
+    ImageParamOptions param;
+    param.height = param.width = 16;
+    auto image_param = ImageParam::Create(param, 3, {1, 2, 3, 4, 5}, at::kCPU);
+    const Transform transform = TransformsByName("standard");
+    Rng rng(7);
+    RenderOptions options;
+    options.steps = 6;
+    options.chunk = chunk;
+    BatchObjective objective = [](const at::Tensor& image, const at::Tensor& transformed, int64_t first) {
+      const at::Tensor weights = at::arange(first, first + image.size(0), at::kFloat).add_(1);
+      return (transformed.select(1, 0).mean({1, 2}) - image.sub(0.3).pow(2).mean({1, 2, 3})) * weights;
+    };
+    return Render(*image_param, objective, transform, rng, options);
+  };
+  const RenderResult whole = run(0);
+  for (int64_t chunk : {1, 2, 4}) {
+    const RenderResult chunked = run(chunk);
+    EXPECT_TRUE(at::equal(whole.images, chunked.images)) << chunk;
+    EXPECT_TRUE(at::equal(whole.final_values, chunked.final_values)) << chunk;
+  }
+}
+
 TEST(ActivationMaximizationTest, SameSeedSameImagesOtherSeedOtherImages) {
   Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
   ActMaxOptions options = Quick("conv2", {4}, 6, 48);

@@ -75,7 +75,7 @@ TEST(BrodenTest, MalformedDatasetsAreRejectedClearly) {
 
 DissectionResult Dissect(const std::string& model, int64_t size, const std::string& dataset,
                          std::vector<std::string> layers, size_t max_images = 0, double quantile = 0.005,
-                         int64_t batch = 7) {
+                         int64_t batch = 7, int64_t cache_mb = 256) {
   static std::vector<std::unique_ptr<Probe>> probes;  // results refer to nothing, but keep probes alive
   probes.push_back(std::make_unique<Probe>(test::LoadFixtureModel(model, size)));
   auto source = OpenBroden(test::Fixture(dataset), {"all", {}, max_images});
@@ -83,6 +83,7 @@ DissectionResult Dissect(const std::string& model, int64_t size, const std::stri
   options.layers = std::move(layers);
   options.quantile = quantile;
   options.batch = batch;
+  options.cache_mb = cache_mb;
   return NetworkDissection(*probes.back()).Run(*source, options);
 }
 
@@ -165,6 +166,25 @@ TEST(DissectionTest, ThresholdsAndIousEqualBruteForce) {
       EXPECT_NEAR(layer.iou[k][label].item<double>(), expected, 1e-12) << k << " " << label;
     }
   }
+}
+
+// The first pass keeps, per image, only the maps of units whose peak reaches their running threshold
+// (a lower bound of the final one), so the second pass need not run the network. Tallies must not depend
+// on it: everything cached against nothing cached (the network runs again).
+TEST(DissectionTest, TalliesDoNotDependOnTheActivationCache) {
+  const std::vector<std::string> layers{"conv1", "conv3", "conv5"};
+  const DissectionResult all = Dissect("tinycnn_script.pt", 96, "concepts", layers, 40, 0.005, 5, 256);
+  const DissectionResult none = Dissect("tinycnn_script.pt", 96, "concepts", layers, 40, 0.005, 5, 0);
+  EXPECT_EQ(all.cached_images, 40u);
+  EXPECT_EQ(none.cached_images, 0u);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    EXPECT_TRUE(at::equal(all.layers[l].thresholds, none.layers[l].thresholds)) << layers[l];
+    EXPECT_TRUE(at::equal(all.layers[l].intersection, none.layers[l].intersection)) << layers[l];
+    EXPECT_TRUE(at::equal(all.layers[l].activated_area, none.layers[l].activated_area)) << layers[l];
+    EXPECT_TRUE(at::equal(all.layers[l].label_area, none.layers[l].label_area)) << layers[l];
+  }
+  // Some units do fire: the comparison is not between empty tallies.
+  EXPECT_GT(all.layers[2].activated_area.sum().item<int64_t>(), 0);
 }
 
 TEST(DissectionTest, MissingAndBadMasksAreSkippedAndCounted) {

@@ -141,6 +141,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"lr", m.render.learning_rate},
                        {"size", m.param.height},
                        {"batch", m.batch},
+                       {"chunk", m.chunk},
                        {"diversity", m.diversity},
                        {"diversity_weight", m.diversity_weight},
                        {"param", m.param.kind},
@@ -186,6 +187,10 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--lr", m.render.learning_rate, "Adam learning rate")->capture_default_str();
   command->add_option("--size", m.param.height, "Image side in pixels")->capture_default_str();
   command->add_option("--batch", m.batch, "Images optimized together (whole layers go fastest batched)")
+      ->capture_default_str();
+  command->add_option("--chunk", m.chunk,
+                      "Images per network pass within a batch: -1 auto (4 on CPU, all on CUDA), 0 all; "
+                      "results do not change")
       ->capture_default_str();
   command->add_option("--diversity", m.diversity, "Images per unit, pushed apart by Olah's diversity term")
       ->capture_default_str();

@@ -1,10 +1,13 @@
 // cnnviz: what a convolutional network has learned, from the command line.
 // The whole CLI is the table below; each subcommand lives in its own file.
 #include <CLI/CLI.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <malloc.h>
 
 #include <climits>
+#include <cstdlib>
+#include <memory>
 #include <csignal>
 #include <functional>
 #include <iostream>
@@ -74,6 +77,12 @@ int main(int argc, char** argv) {
   }
   try {
     cnnviz::app::SetupLogging(global);
+    // For developers: CNNVIZ_PROFILE=FILE records every ATen op of the run as a chrome://tracing file
+    // (bench/profile_summary.py turns it into a per-op table).
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+    if (const char* trace = std::getenv("CNNVIZ_PROFILE")) {
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
+    }
     for (auto& run : runners) run();
   } catch (const cnnviz::Error& e) {
     return Fail(e.code(), e.what());

@@ -109,6 +109,7 @@ void ActMaxOptions::Check() const {
   }
   if (diversity < 1) throw UsageError("--diversity must be at least 1");
   if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (chunk < -1) throw UsageError("--chunk must be -1 (automatic), 0 (whole batch) or positive");
   if (diversity > 1 && layer.empty() && expression.empty()) throw UsageError("--diversity needs --layer");
   param.Check();
   render.Check();
@@ -178,11 +179,12 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     }
     auto param = ImageParam::Create(options.param, options.seed, seeds, model.device());
     Rng rng(options.seed);
-    BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed) {
+    BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed, int64_t first) {
       at::Tensor x = transformed;
       if (resize) x = at::upsample_bilinear2d(x, {spec.height, spec.width}, false);
       ProbeOutput out = probe_.Run(view, model.Preprocess(x));
-      at::Tensor values = EvaluateObjectives(objectives, image, layers, out.taps, out.output);
+      const std::vector<Objective> chunk(objectives.begin() + first, objectives.begin() + first + image.size(0));
+      at::Tensor values = EvaluateObjectives(chunk, image, layers, out.taps, out.output);
       if (!diversity_layer.empty()) {
         values = values - options.diversity_weight * DiversityPenalty(out.taps[diversity_index], options.diversity);
       }
@@ -190,7 +192,12 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     };
     StepCallback on_step;
     if (progress) on_step = [&](int64_t step, int64_t steps) { progress(b, batches, step, steps); };
-    RenderResult rendered = Render(*param, objective, transform, rng, options.render, on_step);
+    RenderOptions render = options.render;
+    render.chunk = options.chunk >= 0 ? options.chunk : (model.device().is_cuda() ? 0 : 4);
+    if (render.chunk > 0) {  // diversity copies of a unit must share a network pass
+      render.chunk = (render.chunk + options.diversity - 1) / options.diversity * options.diversity;
+    }
+    RenderResult rendered = Render(*param, objective, transform, rng, render, on_step);
     images.push_back(rendered.images.to(at::kCPU));
     for (size_t s = 0; s < rendered.step_seconds.size(); ++s) {
       all_steps += rendered.step_seconds[s];

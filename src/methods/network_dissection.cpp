@@ -102,11 +102,26 @@ struct TopValues {
     if (pending.size(1) >= keep) Merge();
   }
 
+  // A lower bound of every unit's final threshold: its keep-th largest value so far (-inf until then).
+  at::Tensor LowerBound() const {
+    if (!values.defined() || values.size(1) < keep) return at::full({values.defined() ? values.size(0) : 0}, -INFINITY);
+    return values.select(1, keep - 1);
+  }
+
   void Merge() {
     if (!pending.defined()) return;
     values = std::get<0>(at::cat({values, pending}, 1).topk(keep, 1));
     pending = at::Tensor();
   }
+};
+
+// The value below which a unit is certainly inactive against `threshold` (its rounding margin).
+at::Tensor Margin(const at::Tensor& threshold) { return threshold - threshold.abs() * 1e-5f - 1e-30f; }
+
+// Some units' maps on one image: units [A] int64 (undefined = all, in order) and maps [A, h, w].
+struct SparseMaps {
+  at::Tensor units;
+  at::Tensor maps;
 };
 
 struct Tally {
@@ -188,8 +203,11 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     top_images.back().keep_maps = true;
   }
   std::set<size_t> skipped;
-  // First-pass activations kept for the second pass, within the memory budget: image -> per layer [K,h,w].
-  std::map<size_t, std::vector<at::Tensor>> cache;
+  // First-pass activations kept for the second pass, within the memory budget: image -> per layer the
+  // maps of the units that may still be active on it. A unit whose peak on an image is below (the margin
+  // of) its running threshold -- the keep-th largest value seen so far, a lower bound of the final
+  // threshold -- can have no mask there, so only the few others are kept (a small share at q = 0.005).
+  std::map<size_t, std::vector<SparseMaps>> cache;
   int64_t cache_bytes = 0;
   const int64_t cache_limit = options.cache_mb * 1024 * 1024;
   {
@@ -207,20 +225,29 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
         const at::Tensor indices =
             at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
+        std::vector<std::vector<SparseMaps>> entries(batch.indices.size());
         int64_t batch_bytes = 0;
+        const bool caching = cache_bytes < cache_limit;
         for (size_t l = 0; l < names.size(); ++l) {
-          tops[l].Update(out.taps[l]);
-          top_images[l].Update(out.taps[l], indices, options.top_images);
-          batch_bytes += out.taps[l].numel() * 4;
-        }
-        if (cache_bytes + batch_bytes <= cache_limit) {
-          cache_bytes += batch_bytes;
+          const at::Tensor maps = out.taps[l].to(at::kCPU, at::kFloat);
+          tops[l].Update(maps);
+          top_images[l].Update(maps, indices, options.top_images);
+          if (!caching) continue;
+          const at::Tensor floor = Margin(tops[l].LowerBound());
+          const at::Tensor may = std::get<0>(maps.flatten(2).max(2)) >= floor.unsqueeze(0);  // [B, K]
           for (size_t b = 0; b < batch.indices.size(); ++b) {
-            auto& maps = cache[batch.indices[b]];
-            for (size_t l = 0; l < names.size(); ++l) {
-              maps.push_back(out.taps[l][static_cast<int64_t>(b)].to(at::kCPU, at::kFloat));
-            }
+            SparseMaps entry;
+            entry.units = may[static_cast<int64_t>(b)].nonzero().flatten();
+            entry.maps = maps[static_cast<int64_t>(b)].index_select(0, entry.units);
+            batch_bytes += entry.maps.numel() * 4 + entry.units.numel() * 8;
+            entries[b].push_back(std::move(entry));
           }
+        }
+        if (caching && cache_bytes + batch_bytes <= cache_limit) {
+          cache_bytes += batch_bytes;
+          for (size_t b = 0; b < batch.indices.size(); ++b) cache[batch.indices[b]] = std::move(entries[b]);
+        } else if (caching) {
+          cache_bytes = cache_limit;  // full: later images are recomputed in the second pass
         }
       }
       if (progress) progress(1, done, total);
@@ -236,7 +263,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     thresholds.push_back(tops[l].values.select(1, std::min(rank, tops[l].values.size(1)) - 1).contiguous());
   }
   std::vector<at::Tensor> margins;
-  for (const at::Tensor& threshold : thresholds) margins.push_back(threshold - threshold.abs() * 1e-5f - 1e-30f);
+  for (const at::Tensor& threshold : thresholds) margins.push_back(Margin(threshold));
   result.threshold_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // Pass 2: tallies. Images and masks are decoded on a second thread while the network runs.
@@ -281,13 +308,14 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     done = std::min(total, done + static_cast<size_t>(options.batch));
     if (batch.samples.empty()) continue;
     // Maps of every sample, per layer: from the cache, or from one forward pass over the others.
-    std::vector<std::vector<at::Tensor>> maps(batch.samples.size());
+    std::vector<std::vector<SparseMaps>> maps(batch.samples.size());
     std::vector<at::Tensor> images;
     std::vector<size_t> uncached;
     for (size_t b = 0; b < batch.samples.size(); ++b) {
       auto it = cache.find(batch.samples[b].index);
       if (it != cache.end()) {
-        maps[b] = it->second;
+        maps[b] = std::move(it->second);
+        cache.erase(it);
         ++result.cached_images;
       } else {
         images.push_back(batch.samples[b].image);
@@ -296,9 +324,10 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     }
     if (!images.empty()) {
       const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
-      for (size_t j = 0; j < uncached.size(); ++j) {
-        for (size_t l = 0; l < names.size(); ++l) {
-          maps[uncached[j]].push_back(out.taps[l][static_cast<int64_t>(j)].to(at::kCPU, at::kFloat));
+      for (size_t l = 0; l < names.size(); ++l) {
+        const at::Tensor layer_maps = out.taps[l].to(at::kCPU, at::kFloat);
+        for (size_t j = 0; j < uncached.size(); ++j) {
+          maps[uncached[j]].push_back(SparseMaps{at::Tensor(), layer_maps[static_cast<int64_t>(j)]});
         }
       }
     }
@@ -309,11 +338,14 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       for (size_t b = 0; b < batch.samples.size(); ++b) {
         const PreparedLabels& labels = batch.samples[b].labels;
         AddLabels(tallies[l], labels);
-        const at::Tensor& map = maps[b][l];
-        const at::Tensor peaks = std::get<0>(map.flatten(1).max(1));
-        const at::Tensor units = (peaks >= margins[l]).nonzero().flatten();
-        if (units.numel() == 0) continue;
-        const at::Tensor active = units.numel() == map.size(0) ? map : map.index_select(0, units);
+        const SparseMaps& entry = maps[b][l];
+        if (entry.maps.size(0) == 0) continue;
+        const at::Tensor floor = entry.units.defined() ? margins[l].index_select(0, entry.units) : margins[l];
+        const at::Tensor peaks = std::get<0>(entry.maps.flatten(1).max(1));
+        const at::Tensor rows = (peaks >= floor).nonzero().flatten();
+        if (rows.numel() == 0) continue;
+        const at::Tensor units = entry.units.defined() ? entry.units.index_select(0, rows) : rows;
+        const at::Tensor active = rows.numel() == entry.maps.size(0) ? entry.maps : entry.maps.index_select(0, rows);
         const at::Tensor up = at::upsample_bilinear2d(active.unsqueeze(0), {labels.height, labels.width}, false)[0];
         const at::Tensor mask =
             (up > thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1).to(at::kFloat);

@@ -1,6 +1,7 @@
 #include "cnnviz/optvis/render.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/adam.h>
 
 #include <chrono>
@@ -28,6 +29,45 @@ void ClipSmallNorms(at::Tensor& pixels, double percentile) {
   pixels.mul_(norms >= threshold);
 }
 
+// One ascent step's objective and gradients: values [N] of `objective` on (image, transformed), with
+// the gradient of -sum(values) accumulated into the parameterization. With chunks, the network part
+// runs chunk by chunk on detached leaves and their gradients flow back through the shared graph once.
+at::Tensor AscentStep(const at::Tensor& image, const at::Tensor& transformed, const BatchObjective& objective,
+                      int64_t chunk) {
+  const int64_t n = image.size(0);
+  if (chunk <= 0 || chunk >= n) {
+    const at::Tensor values = objective(image, transformed, 0);
+    (-values.sum()).backward();
+    return values.detach();
+  }
+  std::vector<at::Tensor> values, image_grads, transformed_grads;
+  bool image_used = false;
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t length = std::min(chunk, n - begin);
+    at::Tensor image_leaf = image.detach().narrow(0, begin, length).requires_grad_();
+    at::Tensor transformed_leaf = transformed.detach().narrow(0, begin, length).requires_grad_();
+    const at::Tensor chunk_values = objective(image_leaf, transformed_leaf, begin);
+    (-chunk_values.sum()).backward();
+    values.push_back(chunk_values.detach());
+    image_used = image_used || image_leaf.grad().defined();
+    image_grads.push_back(image_leaf.grad());
+    transformed_grads.push_back(transformed_leaf.grad().defined() ? transformed_leaf.grad()
+                                                                  : at::zeros_like(transformed_leaf));
+  }
+  std::vector<at::Tensor> roots{transformed}, grads{at::cat(transformed_grads)};
+  if (image_used) {
+    for (size_t i = 0; i < image_grads.size(); ++i) {
+      if (!image_grads[i].defined()) {
+        image_grads[i] = at::zeros_like(image.narrow(0, 0, transformed_grads[i].size(0)), at::MemoryFormat::Contiguous);
+      }
+    }
+    roots.push_back(image);
+    grads.push_back(at::cat(image_grads));
+  }
+  torch::autograd::backward(roots, grads);
+  return at::cat(values);
+}
+
 }  // namespace
 
 void RenderOptions::Check() const {
@@ -37,6 +77,7 @@ void RenderOptions::Check() const {
   if (decay < 0 || decay >= 1) throw UsageError("--decay must be in [0, 1)");
   if (blur_every < 0 || !(blur_sigma > 0)) throw UsageError("--blur-every must be >= 0 and --blur-sigma > 0");
   if (clip_percentile < 0 || clip_percentile >= 100) throw UsageError("--clip-percentile must be in [0, 100)");
+  if (chunk < 0) throw UsageError("--chunk must be non-negative (0 = the whole batch)");
 }
 
 RenderResult Render(ImageParam& param, const BatchObjective& objective, const Transform& transform, Rng& rng,
@@ -52,7 +93,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
   {
     at::NoGradGuard no_grad;
     const at::Tensor initial = param.Image();
-    result.initial_values = objective(initial, initial).detach().to(at::kCPU, at::kFloat);
+    result.initial_values = objective(initial, initial, 0).detach().to(at::kCPU, at::kFloat);
   }
   int64_t n = 0;
   for (int64_t step = 1; step <= options.steps; ++step) {
@@ -60,8 +101,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
     optimizer.zero_grad();
     const at::Tensor image = param.Image();
     n = image.size(0);
-    const at::Tensor values = objective(image, transform(image, rng));
-    (-values.sum()).backward();
+    const at::Tensor values = AscentStep(image, transform(image, rng), objective, options.chunk);
     optimizer.step();
     if (pixel_ops) {
       at::NoGradGuard no_grad;
@@ -80,7 +120,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
   }
   at::NoGradGuard no_grad;
   result.images = param.Image().detach();
-  result.final_values = objective(result.images, result.images).detach().to(at::kCPU, at::kFloat);
+  result.final_values = objective(result.images, result.images, 0).detach().to(at::kCPU, at::kFloat);
   return result;
 }
 

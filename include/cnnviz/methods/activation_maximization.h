@@ -49,6 +49,10 @@ struct ActMaxOptions {
   std::string transforms = "standard";
   // Steps, learning rate, Yosinski regularizers.
   RenderOptions render;
+  // Elements per network pass within a batch (RenderOptions::chunk): -1 = automatic (4 on a CPU, where
+  // small chunks stay in cache -- 3-10% faster than whole batches of 64, measured -- and the whole batch
+  // on CUDA), 0 = the whole batch. Results do not depend on it.
+  int64_t chunk = -1;
   // Cut the network after the deepest layer the objective reads (the Probe's truncation). Default true;
   // false runs the whole network every step (for benchmarks).
   bool truncate = true;
