@@ -89,8 +89,8 @@ TEST(ActivationMaximizationTest, BatchedEqualsOneAtATime) {
 }
 
 // Chunks split only the network pass of a step (the transforms and the Adam step see the whole batch),
-// so results agree with whole-batch passes up to the rounding of other convolution batch sizes; with an
-// image regularizer in the objective (tv) and diversity copies, which must share a chunk.
+// and workers optimize parts of a batch as batches of their own, so results agree with whole-batch
+// passes up to the rounding of other convolution batch sizes; diversity copies must share a chunk.
 TEST(ActivationMaximizationTest, ChunksDoNotChangeResults) {
   Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
   auto compare = [](const ActMaxResult& a, const ActMaxResult& b) {
@@ -103,11 +103,21 @@ TEST(ActivationMaximizationTest, ChunksDoNotChangeResults) {
   ActMaxOptions options = Quick("conv3", {1, 5, 9, 12, 20}, 12, 48);
   options.batch = 5;
   options.chunk = 0;
+  options.workers = 1;
   const ActMaxResult whole = ActivationMaximization(probe).Run(options);
+  EXPECT_EQ(whole.workers, 1);
   for (int64_t chunk : {1, 2}) {
     options.chunk = chunk;
     compare(ActivationMaximization(probe).Run(options), whole);
   }
+  // Parts of the batch optimized concurrently on worker threads (2 + 3 units, and 2 + 1 + 2).
+  for (int64_t workers : {2, 3}) {
+    options.workers = workers;
+    const ActMaxResult parallel = ActivationMaximization(probe).Run(options);
+    EXPECT_EQ(parallel.workers, workers);
+    compare(parallel, whole);
+  }
+  options.workers = 1;
   // Diversity copies share a chunk: a chunk of 1 is rounded up to the 3 copies.
   ActMaxOptions diverse = Quick("conv3", {4}, 12, 48);
   diverse.diversity = 3;
@@ -117,6 +127,9 @@ TEST(ActivationMaximizationTest, ChunksDoNotChangeResults) {
   compare(ActivationMaximization(probe).Run(diverse), together);
   ActMaxOptions two = options;
   two.chunk = -2;
+  EXPECT_THROW(ActivationMaximization(probe).Run(two), UsageError);
+  two.chunk = 0;
+  two.workers = -1;
   EXPECT_THROW(ActivationMaximization(probe).Run(two), UsageError);
 }
 

@@ -1,6 +1,7 @@
 #include "cnnviz/actmax_command.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <chrono>
 #include <filesystem>
@@ -142,6 +143,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"size", m.param.height},
                        {"batch", m.batch},
                        {"chunk", m.chunk},
+                       {"workers", m.workers},
                        {"diversity", m.diversity},
                        {"diversity_weight", m.diversity_weight},
                        {"param", m.param.kind},
@@ -161,8 +163,10 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   report["timings"] = {{"optimize_seconds", result.seconds},
                        {"total_seconds", total},
                        {"ms_per_step", result.ms_per_step},
-                       {"ms_per_step_note", "mean over steps after the first 3 of each batch"},
-                       {"units_per_minute", 60.0 * static_cast<double>(result.units.size()) / result.seconds}};
+                       {"ms_per_step_note", "mean over steps after the first 3 of each batch (a batch split over workers: its slowest part)"},
+                       {"units_per_minute", 60.0 * static_cast<double>(result.units.size()) / result.seconds},
+                       {"workers", result.workers},
+                       {"intra_op_threads", at::get_num_threads()}};
   report["units"] = units;
   WriteJson((out / "report.json").string(), report);
   Log()->info("wrote {} image(s) to {} in {:.1f} s", result.units.size(), options.out, total);
@@ -191,6 +195,10 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--chunk", m.chunk,
                       "Images per network pass within a batch: -1 auto (4 on CPU, all on CUDA), 0 all; "
                       "results do not change")
+      ->capture_default_str();
+  command->add_option("--workers", m.workers,
+                      "Parts of a batch optimized concurrently, one thread each: 0 auto (--threads on CPU, 1 on "
+                      "CUDA); results do not change")
       ->capture_default_str();
   command->add_option("--diversity", m.diversity, "Images per unit, pushed apart by Olah's diversity term")
       ->capture_default_str();

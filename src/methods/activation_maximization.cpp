@@ -1,11 +1,13 @@
 #include "cnnviz/methods/activation_maximization.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <chrono>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
+#include "cnnviz/core/workers.h"
 
 namespace cnnviz {
 namespace {
@@ -110,6 +112,7 @@ void ActMaxOptions::Check() const {
   if (diversity < 1) throw UsageError("--diversity must be at least 1");
   if (batch < 1) throw UsageError("--batch must be at least 1");
   if (chunk < -1) throw UsageError("--chunk must be -1 (automatic), 0 (whole batch) or positive");
+  if (workers < 0) throw UsageError("--workers must be 0 (automatic) or positive");
   if (diversity > 1 && layer.empty() && expression.empty()) throw UsageError("--diversity needs --layer");
   param.Check();
   render.Check();
@@ -166,11 +169,14 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   const int64_t per_batch = std::max<int64_t>(1, options.batch / options.diversity) * options.diversity;
   const int64_t total = static_cast<int64_t>(elements.size());
   const int64_t batches = (total + per_batch - 1) / per_batch;
-  std::vector<at::Tensor> images;
-  double warm_steps = 0, all_steps = 0;
-  int64_t warm_count = 0, all_count = 0;
-  for (int64_t b = 0; b < batches; ++b) {
-    const int64_t begin = b * per_batch, end = std::min(total, begin + per_batch);
+  RenderOptions render = options.render;
+  render.chunk = options.chunk >= 0 ? options.chunk : (model.device().is_cuda() ? 0 : 4);
+  if (render.chunk > 0) {  // diversity copies of a unit must share a network pass
+    render.chunk = (render.chunk + options.diversity - 1) / options.diversity * options.diversity;
+  }
+  // Elements [begin, end) optimized together: their own parameterization, and the transform sequence
+  // every batch gets (the rng starts from the seed), so results do not depend on the batching.
+  auto render_part = [&](int64_t begin, int64_t end, const StepCallback& on_step) {
     std::vector<Objective> objectives;
     std::vector<uint64_t> seeds;
     for (int64_t i = begin; i < end; ++i) {
@@ -190,30 +196,60 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
       }
       return values;
     };
+    return Render(*param, objective, transform, rng, render, on_step);
+  };
+  // On a CPU a batch is split into one part per worker, optimized concurrently with one intra-op thread
+  // each (whole steps in parallel, not just the network's ops).
+  const int64_t worker_count =
+      options.workers > 0 ? options.workers : (model.device().is_cuda() ? 1 : std::max(1, at::get_num_threads()));
+  std::unique_ptr<Workers> workers;
+  if (worker_count > 1 && per_batch / options.diversity > 1) workers = std::make_unique<Workers>(worker_count);
+  result.workers = workers ? worker_count : 1;
+
+  std::vector<at::Tensor> images;
+  double warm_steps = 0, all_steps = 0;
+  int64_t warm_count = 0, all_count = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    const int64_t begin = b * per_batch, end = std::min(total, begin + per_batch);
     StepCallback on_step;
     if (progress) on_step = [&](int64_t step, int64_t steps) { progress(b, batches, step, steps); };
-    RenderOptions render = options.render;
-    render.chunk = options.chunk >= 0 ? options.chunk : (model.device().is_cuda() ? 0 : 4);
-    if (render.chunk > 0) {  // diversity copies of a unit must share a network pass
-      render.chunk = (render.chunk + options.diversity - 1) / options.diversity * options.diversity;
+    // Parts of whole diversity groups.
+    const int64_t groups = (end - begin) / options.diversity;
+    const int64_t parts = workers ? std::min(worker_count, groups) : 1;
+    std::vector<int64_t> bounds{begin};
+    for (int64_t p = 1; p <= parts; ++p) bounds.push_back(begin + groups * p / parts * options.diversity);
+    bounds.back() = end;
+    std::vector<RenderResult> rendered(parts);
+    if (parts == 1) {
+      rendered[0] = render_part(begin, end, on_step);
+    } else {
+      workers->Run(parts, [&](int64_t p) {
+        rendered[p] = render_part(bounds[p], bounds[p + 1], p == 0 ? on_step : StepCallback());
+      });
     }
-    RenderResult rendered = Render(*param, objective, transform, rng, render, on_step);
-    images.push_back(rendered.images.to(at::kCPU));
-    for (size_t s = 0; s < rendered.step_seconds.size(); ++s) {
-      all_steps += rendered.step_seconds[s];
+    // A step of the batch takes as long as its slowest part.
+    std::vector<double> step_seconds = rendered[0].step_seconds;
+    for (const auto& part : rendered) {
+      images.push_back(part.images.to(at::kCPU));
+      for (size_t s = 0; s < step_seconds.size(); ++s) step_seconds[s] = std::max(step_seconds[s], part.step_seconds[s]);
+    }
+    for (size_t s = 0; s < step_seconds.size(); ++s) {
+      all_steps += step_seconds[s];
       ++all_count;
       if (static_cast<int64_t>(s) >= ActMaxResult::kWarmupSteps) {
-        warm_steps += rendered.step_seconds[s];
+        warm_steps += step_seconds[s];
         ++warm_count;
       }
     }
-    result.curve_steps = rendered.curve_steps;
-    for (int64_t i = begin; i < end; ++i) {
-      UnitImage record = elements[i].record;
-      record.initial_value = rendered.initial_values[i - begin].item<float>();
-      record.final_value = rendered.final_values[i - begin].item<float>();
-      record.curve = rendered.curves[i - begin];
-      result.units.push_back(record);
+    result.curve_steps = rendered[0].curve_steps;
+    for (int64_t p = 0; p < parts; ++p) {
+      for (int64_t i = bounds[p]; i < bounds[p + 1]; ++i) {
+        UnitImage record = elements[i].record;
+        record.initial_value = rendered[p].initial_values[i - bounds[p]].item<float>();
+        record.final_value = rendered[p].final_values[i - bounds[p]].item<float>();
+        record.curve = rendered[p].curves[i - bounds[p]];
+        result.units.push_back(record);
+      }
     }
   }
   result.images = at::cat(images);

@@ -31,7 +31,8 @@ void ClipSmallNorms(at::Tensor& pixels, double percentile) {
 
 // One ascent step's objective and gradients: values [N] of `objective` on (image, transformed), with
 // the gradient of -sum(values) accumulated into the parameterization. With chunks, the network part
-// runs chunk by chunk on detached leaves and their gradients flow back through the shared graph once.
+// runs chunk by chunk on detached leaves, and their gradients flow back
+// through the shared graph once.
 at::Tensor AscentStep(const at::Tensor& image, const at::Tensor& transformed, const BatchObjective& objective,
                       int64_t chunk) {
   const int64_t n = image.size(0);
@@ -40,26 +41,30 @@ at::Tensor AscentStep(const at::Tensor& image, const at::Tensor& transformed, co
     (-values.sum()).backward();
     return values.detach();
   }
-  std::vector<at::Tensor> values, image_grads, transformed_grads;
-  bool image_used = false;
-  for (int64_t begin = 0; begin < n; begin += chunk) {
-    const int64_t length = std::min(chunk, n - begin);
-    at::Tensor image_leaf = image.detach().narrow(0, begin, length).requires_grad_();
-    at::Tensor transformed_leaf = transformed.detach().narrow(0, begin, length).requires_grad_();
-    const at::Tensor chunk_values = objective(image_leaf, transformed_leaf, begin);
+  const int64_t count = (n + chunk - 1) / chunk;
+  std::vector<at::Tensor> image_leaves(count), transformed_leaves(count), values(count);
+  for (int64_t c = 0; c < count; ++c) {
+    const int64_t begin = c * chunk, length = std::min(chunk, n - begin);
+    image_leaves[c] = image.detach().narrow(0, begin, length).requires_grad_();
+    transformed_leaves[c] = transformed.detach().narrow(0, begin, length).requires_grad_();
+  }
+  auto pass = [&](int64_t c) {
+    const at::Tensor chunk_values = objective(image_leaves[c], transformed_leaves[c], c * chunk);
     (-chunk_values.sum()).backward();
-    values.push_back(chunk_values.detach());
-    image_used = image_used || image_leaf.grad().defined();
-    image_grads.push_back(image_leaf.grad());
-    transformed_grads.push_back(transformed_leaf.grad().defined() ? transformed_leaf.grad()
-                                                                  : at::zeros_like(transformed_leaf));
+    values[c] = chunk_values.detach();
+  };
+  for (int64_t c = 0; c < count; ++c) pass(c);
+  std::vector<at::Tensor> image_grads, transformed_grads;
+  bool image_used = false;
+  for (int64_t c = 0; c < count; ++c) {
+    const at::Tensor& leaf = transformed_leaves[c];
+    transformed_grads.push_back(leaf.grad().defined() ? leaf.grad() : at::zeros_like(leaf));
+    image_used = image_used || image_leaves[c].grad().defined();
   }
   std::vector<at::Tensor> roots{transformed}, grads{at::cat(transformed_grads)};
   if (image_used) {
-    for (size_t i = 0; i < image_grads.size(); ++i) {
-      if (!image_grads[i].defined()) {
-        image_grads[i] = at::zeros_like(image.narrow(0, 0, transformed_grads[i].size(0)), at::MemoryFormat::Contiguous);
-      }
+    for (const at::Tensor& leaf : image_leaves) {
+      image_grads.push_back(leaf.grad().defined() ? leaf.grad() : at::zeros_like(leaf));
     }
     roots.push_back(image);
     grads.push_back(at::cat(image_grads));

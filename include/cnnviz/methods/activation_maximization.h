@@ -53,6 +53,10 @@ struct ActMaxOptions {
   // small chunks stay in cache -- 3-10% faster than whole batches of 64, measured -- and the whole batch
   // on CUDA), 0 = the whole batch. Results do not depend on it.
   int64_t chunk = -1;
+  // Parts of a batch optimized concurrently, each on its own thread with one intra-op thread: 0 =
+  // automatic (as many as the process's intra-op threads on a CPU, 1 on CUDA). Results do not depend
+  // on it (each part is a batch of its own, and batches do not change results).
+  int64_t workers = 0;
   // Cut the network after the deepest layer the objective reads (the Probe's truncation). Default true;
   // false runs the whole network every step (for benchmarks).
   bool truncate = true;
@@ -78,6 +82,7 @@ struct ActMaxResult {
   std::vector<UnitImage> units;      // one per image
   std::vector<int64_t> curve_steps;  // steps of UnitImage::curve
   bool resized_to_model = false;     // images were resized to the model's input size before the network
+  int64_t workers = 1;               // parts of each batch optimized concurrently
   double seconds = 0;
   // Mean wall time of a step once warm (steps after the first kWarmupSteps of each batch, which include
   // TorchScript's profiling runs), in milliseconds; the whole mean when there are no others.

@@ -1,0 +1,33 @@
+// Worker threads for independent CPU work, each with one intra-op thread: on a few cores, independent
+// pieces of work (the sub-batches of activation maximization) use the cores better than intra-op
+// parallelism inside small tensor ops does.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+namespace c10 {
+class ThreadPool;
+}
+
+namespace cnnviz {
+
+class Workers {
+ public:
+  // Starts `count` threads with one intra-op (OpenMP) thread each; the caller's setting is kept.
+  explicit Workers(int64_t count);
+  ~Workers();
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+
+  int64_t size() const { return count_; }
+  // Runs task(0..tasks-1) on the workers and waits for all; rethrows the first exception a task threw.
+  void Run(int64_t tasks, const std::function<void(int64_t)>& task);
+
+ private:
+  int64_t count_;
+  std::unique_ptr<c10::ThreadPool> pool_;
+};
+
+}  // namespace cnnviz

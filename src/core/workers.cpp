@@ -1,0 +1,46 @@
+#include "cnnviz/core/workers.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/thread_pool.h>
+
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace cnnviz {
+
+Workers::Workers(int64_t count) : count_(count) {
+  const int restore = at::get_num_threads();
+  std::atomic<int64_t> ready{0};
+  pool_ = std::make_unique<c10::ThreadPool>(static_cast<int>(count), -1, [&ready] {
+    at::internal::lazy_init_num_threads();
+    // Sets this thread's OpenMP team size, and also the process default, which is restored below once
+    // every worker has taken its own.
+    at::set_num_threads(1);
+    ready.fetch_add(1);
+  });
+  while (ready.load() < count) std::this_thread::yield();
+  at::set_num_threads(restore);
+}
+
+Workers::~Workers() = default;
+
+void Workers::Run(int64_t tasks, const std::function<void(int64_t)>& task) {
+  std::exception_ptr error;
+  std::mutex mutex;
+  for (int64_t i = 0; i < tasks; ++i) {
+    pool_->run([&, i] {
+      try {
+        task(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!error) error = std::current_exception();
+      }
+    });
+  }
+  pool_->waitWorkComplete();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace cnnviz
