@@ -188,7 +188,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed, int64_t first) {
       at::Tensor x = transformed;
       if (resize) x = at::upsample_bilinear2d(x, {spec.height, spec.width}, false);
-      ProbeOutput out = probe_.Run(view, model.Preprocess(x));
+      ProbeOutput out = probe_.Run(view, model.GradientLayout(model.Preprocess(x)));
       const std::vector<Objective> chunk(objectives.begin() + first, objectives.begin() + first + image.size(0));
       at::Tensor values = EvaluateObjectives(chunk, image, layers, out.taps, out.output);
       if (!diversity_layer.empty()) {

@@ -186,7 +186,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
 
     // E per element, its data term, for the current u.
     auto evaluate = [&](const at::Tensor& x, at::Tensor* data_term) {
-      const ProbeOutput out = probe_.Run(view, model.Preprocess(to_image(x)));
+      const ProbeOutput out = probe_.Run(view, model.GradientLayout(model.Preprocess(to_image(x))));
       std::vector<at::Tensor> distances;
       for (int64_t i = 0; i < n; ++i) distances.push_back((out.taps[tap_of[i]][i] - targets[i]).pow(2).sum());
       *data_term = at::stack(distances) / target_norm2;

