@@ -17,13 +17,12 @@ namespace {
 // One image's labels, prepared once (on the decoding thread) for every layer's tally.
 struct PreparedLabels {
   int64_t height = 0, width = 0;
-  std::vector<bool> has;                       // per category: the image carries labels of it
-  std::vector<std::vector<int64_t>> image;     // per category: image-level labels
-  std::vector<at::Tensor> present;             // per category: pixel labels present [U] int64 (or undefined)
-  // Per category, the labelled (pixel, label) pairs, union over the category's maps: pixel index [P]
-  // and the label's slot in `present` [P].
-  std::vector<at::Tensor> pixel_index, pixel_slot;
-  at::Tensor area_labels, area_counts;         // label areas of this image: labels [n], pixels [n] int64
+  at::Tensor has;           // [C] int64 0/1: the image carries labels of the category
+  // The labelled (pixel, label) pairs over all categories, sorted by pixel: within a category a label
+  // is unioned over the category's maps; a label in two categories of the image appears twice.
+  at::Tensor pixel, label;  // [P] int64
+  at::Tensor image_labels;  // [Q] int64 image-level labels over all categories (with repeats)
+  at::Tensor area_labels, area_counts;  // label areas of this image: labels [n], pixels [n] int64
 };
 
 PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
@@ -32,13 +31,14 @@ PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
   out.width = segmentation.width;
   const int64_t pixels = segmentation.height * segmentation.width;
   at::Tensor area = at::zeros({label_count}, at::kLong);
+  std::vector<int64_t> has, image_labels;
+  std::vector<at::Tensor> pixel_parts, label_parts;
   for (size_t c = 0; c < segmentation.pixel.size(); ++c) {
-    out.has.push_back(segmentation.Has(c));
-    out.image.push_back(segmentation.image[c]);
-    for (int64_t label : segmentation.image[c]) area[label] += pixels;
-    out.present.emplace_back();
-    out.pixel_index.emplace_back();
-    out.pixel_slot.emplace_back();
+    has.push_back(segmentation.Has(c) ? 1 : 0);
+    for (int64_t label : segmentation.image[c]) {
+      area[label] += pixels;
+      image_labels.push_back(label);
+    }
     if (!segmentation.pixel[c].defined()) continue;
     // Labels unknown to label.csv count as unlabelled; several maps of a category are unioned per label.
     const at::Tensor maps = segmentation.pixel[c].flatten(1);  // [maps, S]
@@ -49,10 +49,19 @@ PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
     if (present.numel() == 0) continue;
     const at::Tensor onehot = (codes.unsqueeze(1) == present.view({1, -1, 1})).any(0);  // [U, S]
     const at::Tensor pairs = onehot.nonzero();                                          // [P, 2]: slot, pixel
-    out.present.back() = present;
-    out.pixel_slot.back() = pairs.select(1, 0).contiguous();
-    out.pixel_index.back() = pairs.select(1, 1).contiguous();
+    pixel_parts.push_back(pairs.select(1, 1));
+    label_parts.push_back(present.index_select(0, pairs.select(1, 0)));
     area.index_add_(0, present, onehot.sum(1));
+  }
+  out.has = at::tensor(has, at::kLong);
+  out.image_labels = at::tensor(image_labels, at::kLong);
+  if (pixel_parts.empty()) {
+    out.pixel = out.label = at::zeros({0}, at::kLong);
+  } else {
+    const at::Tensor pixel = at::cat(pixel_parts), label = at::cat(label_parts);
+    const at::Tensor order = std::get<1>(at::sort(pixel, c10::optional<bool>(true), /*dim=*/0, /*descending=*/false));
+    out.pixel = pixel.index_select(0, order);
+    out.label = label.index_select(0, order);
   }
   const at::Tensor nonzero = area.nonzero().flatten();
   out.area_labels = nonzero;
@@ -72,28 +81,33 @@ struct SampleBatch {
 };
 
 // Exact top-`keep` values of every unit over a stream of batches. Once the buffer is full only values
-// above a unit's current keep-th largest can enter; those few are gathered (one masked_select, then a
-// scatter into rows padded with -inf) and merged only when they add up to another `keep`, so most
-// batches cost one comparison pass and one gather instead of a full top-k.
+// above a unit's current cut (its keep-th largest so far) can enter; those few are gathered (one
+// masked_select over a strided view, no copy of the batch, then a scatter into rows padded with -inf)
+// and merged only when they add up to another `keep`. The buffer is kept unsorted: a merge is one
+// selection (topk without sorting), not a sort.
 struct TopValues {
-  at::Tensor values;   // [K, <= keep], descending
+  at::Tensor values;   // [K, <= keep], unsorted
+  at::Tensor cut;      // [K] the smallest kept value of each unit once the buffer is full
   at::Tensor pending;  // [K, P] candidates not merged yet (-inf padding)
   int64_t keep = 1;
 
-  void Update(const at::Tensor& activations) {  // [B, K, H, W]
-    const at::Tensor flat = activations.transpose(0, 1).flatten(1).to(at::kCPU, at::kFloat);  // [K, B*H*W]
+  void Update(const at::Tensor& activations) {  // [B, K, H, W] on the CPU
+    const at::Tensor view = activations.flatten(2).transpose(0, 1);  // [K, B, HW], a view
+    const int64_t units = view.size(0);
     if (!values.defined() || values.size(1) < keep) {
+      const at::Tensor flat = view.reshape({units, -1});
       const at::Tensor merged = values.defined() ? at::cat({values, flat}, 1) : flat;
-      values = std::get<0>(merged.topk(std::min<int64_t>(keep, merged.size(1)), 1));
+      values = merged.size(1) <= keep ? merged
+                                      : std::get<0>(merged.topk(keep, 1, /*largest=*/true, /*sorted=*/false));
+      if (values.size(1) == keep) cut = std::get<0>(values.min(1));
       return;
     }
-    const at::Tensor above = flat > values.select(1, keep - 1).unsqueeze(1);
-    const at::Tensor counts = above.sum(1);
+    const at::Tensor above = view > cut.view({-1, 1, 1});
+    const at::Tensor counts = above.sum(at::IntArrayRef{1, 2});
     const int64_t most = counts.max().item<int64_t>();
     if (most == 0) return;
     // The candidates in unit order, and each one's rank within its unit.
-    const int64_t units = flat.size(0);
-    const at::Tensor found = flat.masked_select(above);
+    const at::Tensor found = view.masked_select(above);
     const at::Tensor unit = at::arange(units, at::kLong).repeat_interleave(counts);
     const at::Tensor rank = at::arange(found.size(0), at::kLong) - (counts.cumsum(0) - counts).index_select(0, unit);
     at::Tensor candidates = at::full({units, most}, -INFINITY, at::kFloat);
@@ -102,16 +116,23 @@ struct TopValues {
     if (pending.size(1) >= keep) Merge();
   }
 
-  // A lower bound of every unit's final threshold: its keep-th largest value so far (-inf until then).
-  at::Tensor LowerBound() const {
-    if (!values.defined() || values.size(1) < keep) return at::full({values.defined() ? values.size(0) : 0}, -INFINITY);
-    return values.select(1, keep - 1);
-  }
-
   void Merge() {
     if (!pending.defined()) return;
-    values = std::get<0>(at::cat({values, pending}, 1).topk(keep, 1));
+    values = std::get<0>(at::cat({values, pending}, 1).topk(keep, 1, /*largest=*/true, /*sorted=*/false));
+    cut = std::get<0>(values.min(1));
     pending = at::Tensor();
+  }
+
+  // A lower bound of every unit's final threshold: its keep-th largest value so far (-inf until then).
+  at::Tensor LowerBound() const {
+    if (!cut.defined()) return at::full({values.defined() ? values.size(0) : 0}, -INFINITY);
+    return cut;
+  }
+
+  // The rank-th largest value of every unit (rank <= keep), after Merge().
+  at::Tensor Largest(int64_t rank) const {
+    const int64_t r = std::min(rank, values.size(1));
+    return std::get<0>(values.topk(r, 1, /*largest=*/true, /*sorted=*/true)).select(1, r - 1).contiguous();
   }
 };
 
@@ -130,31 +151,62 @@ struct Tally {
   at::Tensor activated_area;  // [K, C] int64
 };
 
-// Adds one image's labels to the label areas (once per image and layer, whatever its masks).
-void AddLabels(Tally& tally, const PreparedLabels& labels) {
-  tally.label_area.index_add_(0, labels.area_labels, labels.area_counts);
+// The labels of a batch's images of one segmentation size, gathered once for every layer's tally.
+struct BatchLabels {
+  int64_t height = 0, width = 0;
+  at::Tensor has;           // [n, C] int64
+  at::Tensor image_labels;  // [n, L+1] int64: image-level label counts (undefined when there are none)
+  // Labelled pairs of all images sorted by key = image * S + pixel, and where each key's pairs start:
+  // pairs of key q are label[start[q] .. start[q + 1]).
+  at::Tensor label, start;
+};
+
+BatchLabels GatherLabels(const std::vector<const PreparedLabels*>& images, int64_t label_count) {
+  BatchLabels out;
+  out.height = images[0]->height;
+  out.width = images[0]->width;
+  const int64_t n = static_cast<int64_t>(images.size()), pixels = out.height * out.width;
+  std::vector<at::Tensor> has, keys, labels, image_keys;
+  for (int64_t i = 0; i < n; ++i) {
+    has.push_back(images[i]->has);
+    keys.push_back(images[i]->pixel + i * pixels);
+    labels.push_back(images[i]->label);
+    image_keys.push_back(images[i]->image_labels + i * label_count);
+  }
+  out.has = at::stack(has);
+  const at::Tensor key = at::cat(keys);
+  out.label = at::cat(labels);
+  out.start = at::zeros({n * pixels + 1}, at::kLong);
+  out.start.narrow(0, 1, n * pixels).copy_(at::bincount(key, {}, n * pixels).cumsum(0));
+  const at::Tensor image_key = at::cat(image_keys);
+  if (image_key.numel() > 0) out.image_labels = at::bincount(image_key, {}, n * label_count).view({n, label_count});
+  return out;
 }
 
-// Adds one image's masks. `mask` [A, S] float (0/1) at the segmentation size, for the units `units` [A]
-// (the others have empty masks on this image and add nothing).
-void AddMasks(Tally& tally, const at::Tensor& mask, const at::Tensor& units, const PreparedLabels& labels) {
-  const at::Tensor active = mask.sum(1).round().to(at::kLong);  // |M_k|
-  const int64_t all_units = tally.intersection.size(1);
-  for (size_t c = 0; c < labels.has.size(); ++c) {
-    if (!labels.has[c]) continue;
-    tally.activated_area.select(1, static_cast<int64_t>(c)).index_add_(0, units, active);
-    for (int64_t label : labels.image[c]) tally.intersection[label].index_add_(0, units, active);
-    if (!labels.present[c].defined()) continue;
-    // I[u, k] = sum over the pixels s labelled u of M_k(s): one weighted bincount over keys k * U + u.
-    const int64_t count = mask.size(0), slots = labels.present[c].size(0);
-    const at::Tensor keys =
-        (at::arange(count, at::kLong).mul_(slots).unsqueeze(1) + labels.pixel_slot[c].unsqueeze(0)).flatten();
-    const at::Tensor weights = mask.index_select(1, labels.pixel_index[c]).flatten();
-    const at::Tensor counts = at::bincount(keys, weights, count * slots).view({count, slots}).t().round().to(at::kLong);
-    at::Tensor rows = counts;
-    if (count != all_units) rows = at::zeros({slots, all_units}, at::kLong).index_copy_(1, units, counts);
-    tally.intersection.index_add_(0, labels.present[c], rows);
+// Adds the masks of R (image, unit) rows to a layer's tallies: `on` [R, S] bool at the segmentation
+// size, `units` [R] and `rows_image` [R] (index into `labels`, non-decreasing). Only the pixels of the
+// masks are visited: at q = 0.005 a small share of each map.
+void AddMasks(Tally& tally, const at::Tensor& on, const at::Tensor& units, const at::Tensor& rows_image,
+              const BatchLabels& labels) {
+  const int64_t label_count = tally.label_area.size(0), all_units = tally.intersection.size(1);
+  const int64_t pixels = on.size(1);
+  const at::Tensor active = on.sum(1);  // |M_k| per row, int64
+  tally.activated_area.index_add_(0, units, labels.has.index_select(0, rows_image) * active.unsqueeze(1));
+  if (labels.image_labels.defined()) {  // image-level labels: the whole image carries them
+    tally.intersection.index_add_(1, units, (labels.image_labels.index_select(0, rows_image) * active.unsqueeze(1)).t());
   }
+  // I[k, u] += the pixels of M_k labelled u: each mask pixel expands to the labels at that pixel.
+  const at::Tensor hits = on.nonzero();  // [H, 2]: row, pixel
+  if (hits.size(0) == 0) return;
+  const at::Tensor row = hits.select(1, 0), key = rows_image.index_select(0, row) * pixels + hits.select(1, 1);
+  const at::Tensor first = labels.start.index_select(0, key);
+  const at::Tensor count = labels.start.index_select(0, key + 1) - first;
+  const at::Tensor hit = at::repeat_interleave(count);  // [E] the hit each (hit, label) entry comes from
+  if (hit.numel() == 0) return;
+  const at::Tensor offset = at::arange(hit.size(0), at::kLong) - (count.cumsum(0) - count).index_select(0, hit);
+  const at::Tensor label = labels.label.index_select(0, first.index_select(0, hit) + offset);
+  const at::Tensor keys = units.index_select(0, row.index_select(0, hit)) * label_count + label;
+  tally.intersection.add_(at::bincount(keys, {}, all_units * label_count).view({all_units, label_count}).t());
 }
 
 }  // namespace
@@ -260,7 +312,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     const int64_t values = static_cast<int64_t>(used) * infos[l]->shape[2] * infos[l]->shape[3];
     const int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.quantile * values)));
     tops[l].Merge();
-    thresholds.push_back(tops[l].values.select(1, std::min(rank, tops[l].values.size(1)) - 1).contiguous());
+    thresholds.push_back(tops[l].Largest(rank));
   }
   std::vector<at::Tensor> margins;
   for (const at::Tensor& threshold : thresholds) margins.push_back(Margin(threshold));
@@ -331,25 +383,48 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         }
       }
     }
-    // Bilinear upsampling is a convex combination of map values, so a unit whose map never exceeds its
-    // threshold has an empty mask: only the others are upsampled (a small share at q = 0.005). The
-    // margin keeps units within rounding of their threshold on the exact path.
-    for (size_t l = 0; l < names.size(); ++l) {
-      for (size_t b = 0; b < batch.samples.size(); ++b) {
-        const PreparedLabels& labels = batch.samples[b].labels;
-        AddLabels(tallies[l], labels);
-        const SparseMaps& entry = maps[b][l];
-        if (entry.maps.size(0) == 0) continue;
-        const at::Tensor floor = entry.units.defined() ? margins[l].index_select(0, entry.units) : margins[l];
-        const at::Tensor peaks = std::get<0>(entry.maps.flatten(1).max(1));
-        const at::Tensor rows = (peaks >= floor).nonzero().flatten();
+    // Label areas do not depend on the layer: one sum per batch.
+    {
+      std::vector<at::Tensor> area_labels, area_counts;
+      for (const auto& sample : batch.samples) {
+        area_labels.push_back(sample.labels.area_labels);
+        area_counts.push_back(sample.labels.area_counts);
+      }
+      const at::Tensor area = at::zeros({label_count}, at::kLong).index_add_(0, at::cat(area_labels), at::cat(area_counts));
+      for (auto& tally : tallies) tally.label_area.add_(area);
+    }
+    // Images of one segmentation size are tallied together (all of them, in Broden).
+    std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> sizes;
+    for (size_t b = 0; b < batch.samples.size(); ++b) {
+      sizes[{batch.samples[b].labels.height, batch.samples[b].labels.width}].push_back(b);
+    }
+    for (const auto& [size, members] : sizes) {
+      std::vector<const PreparedLabels*> prepared;
+      for (size_t b : members) prepared.push_back(&batch.samples[b].labels);
+      const BatchLabels labels = GatherLabels(prepared, label_count);
+      // Bilinear upsampling is a convex combination of map values, so a unit whose map never exceeds its
+      // threshold has an empty mask: only the others are upsampled (a small share at q = 0.005). The
+      // margin keeps units within rounding of their threshold on the exact path.
+      for (size_t l = 0; l < names.size(); ++l) {
+        std::vector<at::Tensor> layer_maps, layer_units, layer_images;
+        for (size_t j = 0; j < members.size(); ++j) {
+          const SparseMaps& entry = maps[members[j]][l];
+          const int64_t count = entry.maps.size(0);
+          if (count == 0) continue;
+          layer_maps.push_back(entry.maps);
+          layer_units.push_back(entry.units.defined() ? entry.units : at::arange(count, at::kLong));
+          layer_images.push_back(at::full({count}, static_cast<int64_t>(j), at::kLong));
+        }
+        if (layer_maps.empty()) continue;
+        const at::Tensor all_maps = at::cat(layer_maps), all_units = at::cat(layer_units);
+        const at::Tensor peaks = std::get<0>(all_maps.flatten(1).max(1));
+        const at::Tensor rows = (peaks >= margins[l].index_select(0, all_units)).nonzero().flatten();
         if (rows.numel() == 0) continue;
-        const at::Tensor units = entry.units.defined() ? entry.units.index_select(0, rows) : rows;
-        const at::Tensor active = rows.numel() == entry.maps.size(0) ? entry.maps : entry.maps.index_select(0, rows);
-        const at::Tensor up = at::upsample_bilinear2d(active.unsqueeze(0), {labels.height, labels.width}, false)[0];
-        const at::Tensor mask =
-            (up > thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1).to(at::kFloat);
-        AddMasks(tallies[l], mask, units, labels);
+        const at::Tensor units = all_units.index_select(0, rows);
+        const at::Tensor up =
+            at::upsample_bilinear2d(all_maps.index_select(0, rows).unsqueeze(0), {size.first, size.second}, false)[0];
+        const at::Tensor on = (up > thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1);
+        AddMasks(tallies[l], on, units, at::cat(layer_images).index_select(0, rows), labels);
       }
     }
     result.images += batch.samples.size();
