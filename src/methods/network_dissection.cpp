@@ -82,7 +82,7 @@ struct SampleBatch {
 
 // Exact top-`keep` values of every unit over a stream of batches. Once the buffer is full only values
 // above a unit's current cut (its keep-th largest so far) can enter; those few are gathered (one
-// masked_select over a strided view, no copy of the batch, then a scatter into rows padded with -inf)
+// nonzero over the comparison, then a scatter into rows padded with -inf)
 // and merged only when they add up to another `keep`. The buffer is kept unsorted: a merge is one
 // selection (topk without sorting), not a sort.
 struct TopValues {
@@ -91,24 +91,25 @@ struct TopValues {
   at::Tensor pending;  // [K, P] candidates not merged yet (-inf padding)
   int64_t keep = 1;
 
-  void Update(const at::Tensor& activations) {  // [B, K, H, W] on the CPU
-    const at::Tensor view = activations.flatten(2).transpose(0, 1);  // [K, B, HW], a view
-    const int64_t units = view.size(0);
+  void Update(const at::Tensor& activations) {  // [B, K, H, W] on the CPU, contiguous
+    const int64_t units = activations.size(1), positions = activations.size(2) * activations.size(3);
     if (!values.defined() || values.size(1) < keep) {
-      const at::Tensor flat = view.reshape({units, -1});
+      const at::Tensor flat = activations.flatten(2).transpose(0, 1).reshape({units, -1});
       const at::Tensor merged = values.defined() ? at::cat({values, flat}, 1) : flat;
       values = merged.size(1) <= keep ? merged
                                       : std::get<0>(merged.topk(keep, 1, /*largest=*/true, /*sorted=*/false));
       if (values.size(1) == keep) cut = std::get<0>(values.min(1));
       return;
     }
-    const at::Tensor above = view > cut.view({-1, 1, 1});
-    const at::Tensor counts = above.sum(at::IntArrayRef{1, 2});
+    // Where the batch exceeds the cuts (flat indices, in memory order), then grouped by unit.
+    const at::Tensor index = (activations > cut.view({1, -1, 1, 1})).flatten().nonzero().flatten();
+    if (index.numel() == 0) return;
+    const at::Tensor unsorted_unit = index.div(positions, "floor").remainder_(units);
+    const at::Tensor order = std::get<1>(at::sort(unsorted_unit, c10::optional<bool>(true), 0, false));
+    const at::Tensor unit = unsorted_unit.index_select(0, order);
+    const at::Tensor found = activations.flatten().index_select(0, index.index_select(0, order));
+    const at::Tensor counts = at::bincount(unit, {}, units);
     const int64_t most = counts.max().item<int64_t>();
-    if (most == 0) return;
-    // The candidates in unit order, and each one's rank within its unit.
-    const at::Tensor found = view.masked_select(above);
-    const at::Tensor unit = at::arange(units, at::kLong).repeat_interleave(counts);
     const at::Tensor rank = at::arange(found.size(0), at::kLong) - (counts.cumsum(0) - counts).index_select(0, unit);
     at::Tensor candidates = at::full({units, most}, -INFINITY, at::kFloat);
     candidates.view({-1}).index_put_({unit * most + rank}, found);
@@ -281,12 +282,12 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         int64_t batch_bytes = 0;
         const bool caching = cache_bytes < cache_limit;
         for (size_t l = 0; l < names.size(); ++l) {
-          const at::Tensor maps = out.taps[l].to(at::kCPU, at::kFloat);
+          const at::Tensor maps = out.taps[l].to(at::kCPU, at::kFloat).contiguous();
           tops[l].Update(maps);
           top_images[l].Update(maps, indices, options.top_images);
           if (!caching) continue;
           const at::Tensor floor = Margin(tops[l].LowerBound());
-          const at::Tensor may = std::get<0>(maps.flatten(2).max(2)) >= floor.unsqueeze(0);  // [B, K]
+          const at::Tensor may = top_images[l].batch_maxima >= floor.unsqueeze(0);  // [B, K]
           for (size_t b = 0; b < batch.indices.size(); ++b) {
             SparseMaps entry;
             entry.units = may[static_cast<int64_t>(b)].nonzero().flatten();

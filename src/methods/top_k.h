@@ -25,6 +25,7 @@ struct LayerTopK {
   at::Tensor images;     // [U, k] image indices
   at::Tensor positions;  // [U, k] flat position in the map
   at::Tensor maps;       // [U, k, H*W] the units' maps on their top images, when keep_maps
+  at::Tensor batch_maxima;  // [B, U] the latest batch's map maxima (on the CPU)
   int64_t width = 0;
   bool keep_maps = false;
   bool identity = false;  // units are 0..U-1: the activations need no index_select
@@ -44,6 +45,7 @@ struct LayerTopK {
             .flatten(2);
     const auto [maxima, argmax] = selected.max(2);
     const at::Tensor batch_values = maxima.t().to(at::kCPU, at::kFloat);
+    batch_maxima = batch_values.t();
     const at::Tensor batch_positions = argmax.t().to(at::kCPU);
     const at::Tensor batch_images = image_indices.unsqueeze(0).expand_as(batch_values);
     const at::Tensor all_values = at::cat({values, batch_values}, 1);
