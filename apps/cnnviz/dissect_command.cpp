@@ -287,6 +287,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   report["labels"] = label_table;
   report["images"] = result.images;
   report["images_from_cache"] = result.cached_images;
+  report["cache_mb_used"] = static_cast<double>(result.cache_bytes) / (1024.0 * 1024.0);
   report["images_skipped"] = skipped.size();
   report["skipped"] = skipped;
   report["timings"] = {{"threshold_pass_seconds", result.threshold_seconds},

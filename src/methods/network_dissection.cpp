@@ -298,6 +298,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         }
         if (caching && cache_bytes + batch_bytes <= cache_limit) {
           cache_bytes += batch_bytes;
+          result.cache_bytes = cache_bytes;
           for (size_t b = 0; b < batch.indices.size(); ++b) cache[batch.indices[b]] = std::move(entries[b]);
         } else if (caching) {
           cache_bytes = cache_limit;  // full: later images are recomputed in the second pass

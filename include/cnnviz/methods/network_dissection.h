@@ -78,6 +78,7 @@ struct DissectionResult {
   std::vector<LayerDissection> layers;
   size_t images = 0;                                    // images used in both passes
   size_t cached_images = 0;                             // images whose second pass reused cached maps
+  int64_t cache_bytes = 0;                              // what that cache held
   std::vector<std::pair<size_t, std::string>> skipped;  // images skipped: index, reason
   double threshold_seconds = 0, tally_seconds = 0;
 };
