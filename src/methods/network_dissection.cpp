@@ -82,7 +82,8 @@ struct SampleBatch {
 
 // Exact top-`keep` values of every unit over a stream of batches. Once the buffer is full only values
 // above a unit's current cut (its keep-th largest so far) can enter; those few are gathered (one
-// nonzero over the comparison, then a scatter into rows padded with -inf)
+// nonzero over the transposed comparison, which lists them in unit order, then a scatter into rows
+// padded with -inf)
 // and merged only when they add up to another `keep`. The buffer is kept unsorted: a merge is one
 // selection (topk without sorting), not a sort.
 struct TopValues {
@@ -101,13 +102,13 @@ struct TopValues {
       if (values.size(1) == keep) cut = std::get<0>(values.min(1));
       return;
     }
-    // Where the batch exceeds the cuts (flat indices, in memory order), then grouped by unit.
-    const at::Tensor index = (activations > cut.view({1, -1, 1, 1})).flatten().nonzero().flatten();
-    if (index.numel() == 0) return;
-    const at::Tensor unsorted_unit = index.div(positions, "floor").remainder_(units);
-    const at::Tensor order = std::get<1>(at::sort(unsorted_unit, c10::optional<bool>(true), 0, false));
-    const at::Tensor unit = unsorted_unit.index_select(0, order);
-    const at::Tensor found = activations.flatten().index_select(0, index.index_select(0, order));
+    // Where the batch exceeds the cuts, found in unit order (nonzero walks the transposed comparison).
+    const at::Tensor where =
+        (activations > cut.view({1, -1, 1, 1})).flatten(2).transpose(0, 1).nonzero();  // [n, 3]: unit, image, position
+    if (where.size(0) == 0) return;
+    const at::Tensor unit = where.select(1, 0).contiguous();
+    const at::Tensor found = activations.flatten().index_select(
+        0, (where.select(1, 1) * units + unit) * positions + where.select(1, 2));
     const at::Tensor counts = at::bincount(unit, {}, units);
     const int64_t most = counts.max().item<int64_t>();
     const at::Tensor rank = at::arange(found.size(0), at::kLong) - (counts.cumsum(0) - counts).index_select(0, unit);
