@@ -1,6 +1,12 @@
-// Loading: every kind of bad model file gets a one-line error of the documented class.
-#include <filesystem>
+// Loading: every kind of bad model file gets a one-line error of the documented class. Also the small
+// pieces around the model: preprocessing, the gradient layout, worker threads.
+#include <ATen/Parallel.h>
 
+#include <atomic>
+#include <filesystem>
+#include <stdexcept>
+
+#include "cnnviz/core/workers.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -69,6 +75,42 @@ TEST(ModelTest, PreprocessAppliesRangeMeanAndStdAndInverts) {
   at::Tensor x = model->Preprocess(image);
   EXPECT_NEAR(x[0][0][0][0].item<double>(), (image[0][0][0][0].item<double>() - 0.485) / 0.229, 1e-5);
   EXPECT_TRUE(at::allclose(model->Deprocess(x), image, 1e-5, 1e-6));
+}
+
+// Channels-last on a CPU: the same values, and the network gives the same outputs up to rounding.
+TEST(ModelTest, GradientLayoutKeepsValues) {
+  auto model = Model::Load(test::Fixture("resnet18_script.pt"), c10::Device(c10::kCPU));
+  const at::Tensor x = model->Preprocess(at::rand({2, 3, 32, 32}));
+  const at::Tensor laid = model->GradientLayout(x);
+  EXPECT_TRUE(laid.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(at::equal(laid, x));
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(at::allclose(model->Forward(laid), model->Forward(x), 1e-4, 1e-5));
+  EXPECT_TRUE(at::equal(model->GradientLayout(at::ones({5})), at::ones({5})));  // not an image batch: as is
+}
+
+// Workers run every task once, on threads with one intra-op thread each, keep the caller's setting,
+// and hand the first exception back to the caller.
+TEST(WorkersTest, RunsTasksWithOneIntraOpThreadAndRethrows) {
+  const int caller = at::get_num_threads();
+  Workers workers(2);
+  EXPECT_EQ(at::get_num_threads(), caller);
+  std::vector<int> threads(8, 0);
+  std::atomic<int> runs{0};
+  workers.Run(8, [&](int64_t i) {
+    threads[i] = at::get_num_threads();
+    ++runs;
+  });
+  EXPECT_EQ(runs.load(), 8);
+  for (int t : threads) EXPECT_EQ(t, 1);
+  EXPECT_THROW(workers.Run(4,
+                           [](int64_t i) {
+                             if (i == 2) throw std::runtime_error("task 2 failed");
+                           }),
+               std::runtime_error);
+  workers.Run(3, [&](int64_t) { ++runs; });  // still usable after a failure
+  EXPECT_EQ(runs.load(), 11);
+  EXPECT_EQ(at::get_num_threads(), caller);
 }
 
 }  // namespace
