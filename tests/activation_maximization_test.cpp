@@ -88,10 +88,10 @@ TEST(ActivationMaximizationTest, BatchedEqualsOneAtATime) {
   }
 }
 
-// Chunks split only the network pass of a step (the transforms and the Adam step see the whole batch),
-// and workers optimize parts of a batch as batches of their own, so results agree with whole-batch
-// passes up to the rounding of other convolution batch sizes; diversity copies must share a chunk.
-TEST(ActivationMaximizationTest, ChunksDoNotChangeResults) {
+// A batch is optimized as parts, each a batch of its own (sequentially, or concurrently on workers), so
+// results agree with one whole-batch part up to the rounding of other convolution batch sizes; diversity
+// copies stay in one part.
+TEST(ActivationMaximizationTest, PartsAndWorkersDoNotChangeResults) {
   Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
   auto compare = [](const ActMaxResult& a, const ActMaxResult& b) {
     ASSERT_EQ(a.units.size(), b.units.size());
@@ -99,66 +99,40 @@ TEST(ActivationMaximizationTest, ChunksDoNotChangeResults) {
     // near-zero gradient noise into full-size steps: a mean pixel difference of ~3e-3 (under 1/255).
     EXPECT_LT((a.images - b.images).abs().mean().item<float>(), 5e-3f);
     for (size_t i = 0; i < a.units.size(); ++i) {
+      EXPECT_EQ(a.units[i].label, b.units[i].label);
       EXPECT_NEAR(a.units[i].final_value, b.units[i].final_value, 1e-2 * (1 + std::abs(b.units[i].final_value)));
     }
   };
   ActMaxOptions options = Quick("conv3", {1, 5, 9, 12, 20}, 12, 48);
   options.batch = 5;
-  options.chunk = 0;
+  options.part = 0;
   options.workers = 1;
   const ActMaxResult whole = ActivationMaximization(probe).Run(options);
   EXPECT_EQ(whole.workers, 1);
-  for (int64_t chunk : {1, 2}) {
-    options.chunk = chunk;
-    compare(ActivationMaximization(probe).Run(options), whole);
+  // Parts of 1 and of 2 (2 + 2 + 1), in turn and on 2 or 3 worker threads.
+  for (int64_t part : {1, 2}) {
+    for (int64_t workers : {1, 2, 3}) {
+      options.part = part;
+      options.workers = workers;
+      const ActMaxResult parted = ActivationMaximization(probe).Run(options);
+      EXPECT_EQ(parted.workers, workers);
+      compare(parted, whole);
+    }
   }
-  // Parts of the batch optimized concurrently on worker threads (2 + 3 units, and 2 + 1 + 2).
-  for (int64_t workers : {2, 3}) {
-    options.workers = workers;
-    const ActMaxResult parallel = ActivationMaximization(probe).Run(options);
-    EXPECT_EQ(parallel.workers, workers);
-    compare(parallel, whole);
-  }
-  options.workers = 1;
-  // Diversity copies share a chunk: a chunk of 1 is rounded up to the 3 copies.
-  ActMaxOptions diverse = Quick("conv3", {4}, 12, 48);
+  // Diversity copies share a part: a part of 1 is rounded up to the 3 copies.
+  ActMaxOptions diverse = Quick("conv3", {4, 6}, 12, 48);
   diverse.diversity = 3;
-  diverse.chunk = 0;
+  diverse.part = 0;
   const ActMaxResult together = ActivationMaximization(probe).Run(diverse);
-  diverse.chunk = 1;
+  diverse.part = 1;
+  diverse.workers = 2;
   compare(ActivationMaximization(probe).Run(diverse), together);
-  ActMaxOptions two = options;
-  two.chunk = -2;
-  EXPECT_THROW(ActivationMaximization(probe).Run(two), UsageError);
-  two.chunk = 0;
-  two.workers = -1;
-  EXPECT_THROW(ActivationMaximization(probe).Run(two), UsageError);
-}
-
-// Render's chunked step with an objective that reads the untransformed image as well as the transformed
-// one (as image regularizers do), element-wise: chunked and whole-batch steps are bit-identical.
-TEST(ActivationMaximizationTest, ChunkedRenderStepsAreExactForElementwiseObjectives) {
-  auto run = [](int64_t chunk) {
-    ImageParamOptions param;
-    param.height = param.width = 16;
-    auto image_param = ImageParam::Create(param, 3, {1, 2, 3, 4, 5}, at::kCPU);
-    const Transform transform = TransformsByName("standard");
-    Rng rng(7);
-    RenderOptions options;
-    options.steps = 6;
-    options.chunk = chunk;
-    BatchObjective objective = [](const at::Tensor& image, const at::Tensor& transformed, int64_t first) {
-      const at::Tensor weights = at::arange(first, first + image.size(0), at::kFloat).add_(1);
-      return (transformed.select(1, 0).mean({1, 2}) - image.sub(0.3).pow(2).mean({1, 2, 3})) * weights;
-    };
-    return Render(*image_param, objective, transform, rng, options);
-  };
-  const RenderResult whole = run(0);
-  for (int64_t chunk : {1, 2, 4}) {
-    const RenderResult chunked = run(chunk);
-    EXPECT_TRUE(at::equal(whole.images, chunked.images)) << chunk;
-    EXPECT_TRUE(at::equal(whole.final_values, chunked.final_values)) << chunk;
-  }
+  ActMaxOptions bad = options;
+  bad.part = -2;
+  EXPECT_THROW(ActivationMaximization(probe).Run(bad), UsageError);
+  bad.part = 0;
+  bad.workers = -1;
+  EXPECT_THROW(ActivationMaximization(probe).Run(bad), UsageError);
 }
 
 TEST(ActivationMaximizationTest, SameSeedSameImagesOtherSeedOtherImages) {

@@ -142,7 +142,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"lr", m.render.learning_rate},
                        {"size", m.param.height},
                        {"batch", m.batch},
-                       {"chunk", m.chunk},
+                       {"part", m.part},
                        {"workers", m.workers},
                        {"diversity", m.diversity},
                        {"diversity_weight", m.diversity_weight},
@@ -163,7 +163,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   report["timings"] = {{"optimize_seconds", result.seconds},
                        {"total_seconds", total},
                        {"ms_per_step", result.ms_per_step},
-                       {"ms_per_step_note", "mean over steps after the first 3 of each batch (a batch split over workers: its slowest part)"},
+                       {"ms_per_step_note", "one step of a whole batch: its parts' mean step times after their first 3, summed, over the workers that ran them"},
                        {"units_per_minute", 60.0 * static_cast<double>(result.units.size()) / result.seconds},
                        {"workers", result.workers},
                        {"intra_op_threads", at::get_num_threads()}};
@@ -192,13 +192,13 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--size", m.param.height, "Image side in pixels")->capture_default_str();
   command->add_option("--batch", m.batch, "Images optimized together (whole layers go fastest batched)")
       ->capture_default_str();
-  command->add_option("--chunk", m.chunk,
-                      "Images per network pass within a batch: -1 auto (4 on CPU, all on CUDA), 0 all; "
-                      "results do not change")
+  command->add_option("--part", m.part,
+                      "Images per part: a batch is optimized as parts of this size (-1 auto: 4 on CPU, the "
+                      "whole batch on CUDA; 0 whole batch); results do not change")
       ->capture_default_str();
   command->add_option("--workers", m.workers,
-                      "Parts of a batch optimized concurrently, one thread each: 0 auto (--threads on CPU, 1 on "
-                      "CUDA); results do not change")
+                      "Threads optimizing a batch's parts concurrently, one intra-op thread each: 0 auto "
+                      "(--threads on CPU, 1 on CUDA); results do not change")
       ->capture_default_str();
   command->add_option("--diversity", m.diversity, "Images per unit, pushed apart by Olah's diversity term")
       ->capture_default_str();

@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
@@ -111,7 +113,7 @@ void ActMaxOptions::Check() const {
   }
   if (diversity < 1) throw UsageError("--diversity must be at least 1");
   if (batch < 1) throw UsageError("--batch must be at least 1");
-  if (chunk < -1) throw UsageError("--chunk must be -1 (automatic), 0 (whole batch) or positive");
+  if (part < -1) throw UsageError("--part must be -1 (automatic), 0 (the whole batch) or positive");
   if (workers < 0) throw UsageError("--workers must be 0 (automatic) or positive");
   if (diversity > 1 && layer.empty() && expression.empty()) throw UsageError("--diversity needs --layer");
   param.Check();
@@ -169,11 +171,6 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   const int64_t per_batch = std::max<int64_t>(1, options.batch / options.diversity) * options.diversity;
   const int64_t total = static_cast<int64_t>(elements.size());
   const int64_t batches = (total + per_batch - 1) / per_batch;
-  RenderOptions render = options.render;
-  render.chunk = options.chunk >= 0 ? options.chunk : (model.device().is_cuda() ? 0 : 4);
-  if (render.chunk > 0) {  // diversity copies of a unit must share a network pass
-    render.chunk = (render.chunk + options.diversity - 1) / options.diversity * options.diversity;
-  }
   // Elements [begin, end) optimized together: their own parameterization, and the transform sequence
   // every batch gets (the rng starts from the seed), so results do not depend on the batching.
   auto render_part = [&](int64_t begin, int64_t end, const StepCallback& on_step) {
@@ -185,62 +182,71 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     }
     auto param = ImageParam::Create(options.param, options.seed, seeds, model.device());
     Rng rng(options.seed);
-    BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed, int64_t first) {
+    BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed) {
       at::Tensor x = transformed;
       if (resize) x = at::upsample_bilinear2d(x, {spec.height, spec.width}, false);
       ProbeOutput out = probe_.Run(view, model.GradientLayout(model.Preprocess(x)));
-      const std::vector<Objective> chunk(objectives.begin() + first, objectives.begin() + first + image.size(0));
-      at::Tensor values = EvaluateObjectives(chunk, image, layers, out.taps, out.output);
+      at::Tensor values = EvaluateObjectives(objectives, image, layers, out.taps, out.output);
       if (!diversity_layer.empty()) {
         values = values - options.diversity_weight * DiversityPenalty(out.taps[diversity_index], options.diversity);
       }
       return values;
     };
-    return Render(*param, objective, transform, rng, render, on_step);
+    return Render(*param, objective, transform, rng, options.render, on_step);
   };
-  // On a CPU a batch is split into one part per worker, optimized concurrently with one intra-op thread
-  // each (whole steps in parallel, not just the network's ops).
-  const int64_t worker_count =
-      options.workers > 0 ? options.workers : (model.device().is_cuda() ? 1 : std::max(1, at::get_num_threads()));
+  // A batch is optimized as parts of whole diversity groups, each a batch of its own. On a CPU parts
+  // are small (their tensors stay in cache) and run concurrently on worker threads with one intra-op
+  // thread each, so whole steps run in parallel, not just the network's ops.
+  const bool cuda = model.device().is_cuda();
+  const int64_t part_size = options.part > 0 ? options.part : (options.part == 0 || cuda ? per_batch : 4);
+  const int64_t part_groups = std::max<int64_t>(1, (part_size + options.diversity - 1) / options.diversity);
+  const int64_t worker_count = options.workers > 0 ? options.workers : (cuda ? 1 : std::max(1, at::get_num_threads()));
   std::unique_ptr<Workers> workers;
-  if (worker_count > 1 && per_batch / options.diversity > 1) workers = std::make_unique<Workers>(worker_count);
+  if (worker_count > 1 && per_batch / options.diversity > part_groups) workers = std::make_unique<Workers>(worker_count);
   result.workers = workers ? worker_count : 1;
+  std::mutex progress_mutex;
 
   std::vector<at::Tensor> images;
-  double warm_steps = 0, all_steps = 0;
-  int64_t warm_count = 0, all_count = 0;
+  double batch_step_seconds = 0;
   for (int64_t b = 0; b < batches; ++b) {
     const int64_t begin = b * per_batch, end = std::min(total, begin + per_batch);
-    StepCallback on_step;
-    if (progress) on_step = [&](int64_t step, int64_t steps) { progress(b, batches, step, steps); };
-    // Parts of whole diversity groups.
     const int64_t groups = (end - begin) / options.diversity;
-    const int64_t parts = workers ? std::min(worker_count, groups) : 1;
-    std::vector<int64_t> bounds{begin};
-    for (int64_t p = 1; p <= parts; ++p) bounds.push_back(begin + groups * p / parts * options.diversity);
-    bounds.back() = end;
+    const int64_t parts = (groups + part_groups - 1) / part_groups;
+    std::vector<int64_t> bounds;
+    for (int64_t p = 0; p < parts; ++p) bounds.push_back(begin + p * part_groups * options.diversity);
+    bounds.push_back(end);
     std::vector<RenderResult> rendered(parts);
-    if (parts == 1) {
-      rendered[0] = render_part(begin, end, on_step);
+    std::atomic<int64_t> parts_done{0};
+    auto run_part = [&](int64_t p) {
+      StepCallback on_step;
+      if (progress) {
+        on_step = [&](int64_t step, int64_t steps) {
+          std::lock_guard<std::mutex> lock(progress_mutex);
+          progress(b, batches, parts_done.load() * steps + step, parts * steps);
+        };
+      }
+      rendered[p] = render_part(bounds[p], bounds[p + 1], on_step);
+      ++parts_done;
+    };
+    if (workers && parts > 1) {
+      workers->Run(parts, run_part);
     } else {
-      workers->Run(parts, [&](int64_t p) {
-        rendered[p] = render_part(bounds[p], bounds[p + 1], p == 0 ? on_step : StepCallback());
-      });
+      for (int64_t p = 0; p < parts; ++p) run_part(p);
     }
-    // A step of the batch takes as long as its slowest part.
-    std::vector<double> step_seconds = rendered[0].step_seconds;
+    // One step of the whole batch: its parts' mean step times, summed, over the workers that ran them.
+    double part_seconds = 0;
     for (const auto& part : rendered) {
       images.push_back(part.images.to(at::kCPU));
-      for (size_t s = 0; s < step_seconds.size(); ++s) step_seconds[s] = std::max(step_seconds[s], part.step_seconds[s]);
-    }
-    for (size_t s = 0; s < step_seconds.size(); ++s) {
-      all_steps += step_seconds[s];
-      ++all_count;
-      if (static_cast<int64_t>(s) >= ActMaxResult::kWarmupSteps) {
-        warm_steps += step_seconds[s];
-        ++warm_count;
+      double sum = 0;
+      int64_t count = 0;
+      for (size_t s = 0; s < part.step_seconds.size(); ++s) {
+        if (static_cast<int64_t>(s) < ActMaxResult::kWarmupSteps && part.step_seconds.size() > ActMaxResult::kWarmupSteps) continue;
+        sum += part.step_seconds[s];
+        ++count;
       }
+      part_seconds += sum / std::max<int64_t>(1, count);
     }
+    batch_step_seconds += part_seconds / static_cast<double>(workers && parts > 1 ? std::min(worker_count, parts) : 1);
     result.curve_steps = rendered[0].curve_steps;
     for (int64_t p = 0; p < parts; ++p) {
       for (int64_t i = bounds[p]; i < bounds[p + 1]; ++i) {
@@ -253,7 +259,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     }
   }
   result.images = at::cat(images);
-  result.ms_per_step = 1000.0 * (warm_count > 0 ? warm_steps / warm_count : all_steps / std::max<int64_t>(1, all_count));
+  result.ms_per_step = 1000.0 * batch_step_seconds / static_cast<double>(batches);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -1,7 +1,6 @@
 #include "cnnviz/optvis/render.h"
 
 #include <ATen/ATen.h>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/adam.h>
 
 #include <chrono>
@@ -29,50 +28,6 @@ void ClipSmallNorms(at::Tensor& pixels, double percentile) {
   pixels.mul_(norms >= threshold);
 }
 
-// One ascent step's objective and gradients: values [N] of `objective` on (image, transformed), with
-// the gradient of -sum(values) accumulated into the parameterization. With chunks, the network part
-// runs chunk by chunk on detached leaves, and their gradients flow back
-// through the shared graph once.
-at::Tensor AscentStep(const at::Tensor& image, const at::Tensor& transformed, const BatchObjective& objective,
-                      int64_t chunk) {
-  const int64_t n = image.size(0);
-  if (chunk <= 0 || chunk >= n) {
-    const at::Tensor values = objective(image, transformed, 0);
-    (-values.sum()).backward();
-    return values.detach();
-  }
-  const int64_t count = (n + chunk - 1) / chunk;
-  std::vector<at::Tensor> image_leaves(count), transformed_leaves(count), values(count);
-  for (int64_t c = 0; c < count; ++c) {
-    const int64_t begin = c * chunk, length = std::min(chunk, n - begin);
-    image_leaves[c] = image.detach().narrow(0, begin, length).requires_grad_();
-    transformed_leaves[c] = transformed.detach().narrow(0, begin, length).requires_grad_();
-  }
-  auto pass = [&](int64_t c) {
-    const at::Tensor chunk_values = objective(image_leaves[c], transformed_leaves[c], c * chunk);
-    (-chunk_values.sum()).backward();
-    values[c] = chunk_values.detach();
-  };
-  for (int64_t c = 0; c < count; ++c) pass(c);
-  std::vector<at::Tensor> image_grads, transformed_grads;
-  bool image_used = false;
-  for (int64_t c = 0; c < count; ++c) {
-    const at::Tensor& leaf = transformed_leaves[c];
-    transformed_grads.push_back(leaf.grad().defined() ? leaf.grad() : at::zeros_like(leaf));
-    image_used = image_used || image_leaves[c].grad().defined();
-  }
-  std::vector<at::Tensor> roots{transformed}, grads{at::cat(transformed_grads)};
-  if (image_used) {
-    for (const at::Tensor& leaf : image_leaves) {
-      image_grads.push_back(leaf.grad().defined() ? leaf.grad() : at::zeros_like(leaf));
-    }
-    roots.push_back(image);
-    grads.push_back(at::cat(image_grads));
-  }
-  torch::autograd::backward(roots, grads);
-  return at::cat(values);
-}
-
 }  // namespace
 
 void RenderOptions::Check() const {
@@ -82,7 +37,6 @@ void RenderOptions::Check() const {
   if (decay < 0 || decay >= 1) throw UsageError("--decay must be in [0, 1)");
   if (blur_every < 0 || !(blur_sigma > 0)) throw UsageError("--blur-every must be >= 0 and --blur-sigma > 0");
   if (clip_percentile < 0 || clip_percentile >= 100) throw UsageError("--clip-percentile must be in [0, 100)");
-  if (chunk < 0) throw UsageError("--chunk must be non-negative (0 = the whole batch)");
 }
 
 RenderResult Render(ImageParam& param, const BatchObjective& objective, const Transform& transform, Rng& rng,
@@ -98,7 +52,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
   {
     at::NoGradGuard no_grad;
     const at::Tensor initial = param.Image();
-    result.initial_values = objective(initial, initial, 0).detach().to(at::kCPU, at::kFloat);
+    result.initial_values = objective(initial, initial).detach().to(at::kCPU, at::kFloat);
   }
   int64_t n = 0;
   for (int64_t step = 1; step <= options.steps; ++step) {
@@ -106,7 +60,8 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
     optimizer.zero_grad();
     const at::Tensor image = param.Image();
     n = image.size(0);
-    const at::Tensor values = AscentStep(image, transform(image, rng), objective, options.chunk);
+    const at::Tensor values = objective(image, transform(image, rng));
+    (-values.sum()).backward();
     optimizer.step();
     if (pixel_ops) {
       at::NoGradGuard no_grad;
@@ -125,7 +80,7 @@ RenderResult Render(ImageParam& param, const BatchObjective& objective, const Tr
   }
   at::NoGradGuard no_grad;
   result.images = param.Image().detach();
-  result.final_values = objective(result.images, result.images, 0).detach().to(at::kCPU, at::kFloat);
+  result.final_values = objective(result.images, result.images).detach().to(at::kCPU, at::kFloat);
   return result;
 }
 

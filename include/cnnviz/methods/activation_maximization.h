@@ -49,13 +49,15 @@ struct ActMaxOptions {
   std::string transforms = "standard";
   // Steps, learning rate, Yosinski regularizers.
   RenderOptions render;
-  // Elements per network pass within a batch (RenderOptions::chunk): -1 = automatic (4 on a CPU, where
-  // small chunks stay in cache -- 3-10% faster than whole batches of 64, measured -- and the whole batch
-  // on CUDA), 0 = the whole batch. Results do not depend on it.
-  int64_t chunk = -1;
-  // Parts of a batch optimized concurrently, each on its own thread with one intra-op thread: 0 =
+  // Batch elements per part: a batch is optimized as parts, each a batch of its own (its own
+  // parameterization, the transforms every batch gets), rounded up to whole diversity groups. -1 =
+  // automatic: 4 on a CPU, where small parts stay in cache (tinycnn 1.14x, resnet18 1.04x the units per
+  // minute of one part of 64, measured), the whole batch on CUDA; 0 = the whole batch. Results do not
+  // depend on it.
+  int64_t part = -1;
+  // Threads that optimize the parts of a batch concurrently, each with one intra-op thread: 0 =
   // automatic (as many as the process's intra-op threads on a CPU, 1 on CUDA). Results do not depend
-  // on it (each part is a batch of its own, and batches do not change results).
+  // on it.
   int64_t workers = 0;
   // Cut the network after the deepest layer the objective reads (the Probe's truncation). Default true;
   // false runs the whole network every step (for benchmarks).
@@ -82,10 +84,11 @@ struct ActMaxResult {
   std::vector<UnitImage> units;      // one per image
   std::vector<int64_t> curve_steps;  // steps of UnitImage::curve
   bool resized_to_model = false;     // images were resized to the model's input size before the network
-  int64_t workers = 1;               // parts of each batch optimized concurrently
+  int64_t workers = 1;               // threads that optimized the parts of each batch
   double seconds = 0;
-  // Mean wall time of a step once warm (steps after the first kWarmupSteps of each batch, which include
-  // TorchScript's profiling runs), in milliseconds; the whole mean when there are no others.
+  // Mean wall time of one step of a whole batch once warm, in milliseconds: each part's mean step time
+  // (steps after its first kWarmupSteps, which include TorchScript's profiling runs), summed over the
+  // batch's parts and divided by the workers that ran them concurrently.
   double ms_per_step = 0;
   static constexpr int64_t kWarmupSteps = 3;
 };

@@ -28,20 +28,13 @@ struct RenderOptions {
   double blur_sigma = 0.5;
   // Yosinski's pixel-norm clipping: zero pixels whose norm is below this percentile (0 = off).
   double clip_percentile = 0.0;
-  // Batch elements per network pass (0 = the whole batch). The parameterization and the transforms
-  // always run on the whole batch; the network then runs forward and backward on consecutive chunks
-  // of this many elements, whose gradients are gathered before one backward pass through the
-  // transforms. Results do not depend on it (each element's objective reads only its own image); on a
-  // CPU, chunks whose activations stay in cache are faster than one big pass.
-  int64_t chunk = 0;
   // Throws UsageError for out-of-range values.
   void Check() const;
 };
 
-// Per-element objective values [n] of images [n,3,H,W] in [0,1]: `image` untransformed (for
-// regularizers), `transformed` what the network sees. They are batch elements [begin, begin + n).
-using BatchObjective =
-    std::function<at::Tensor(const at::Tensor& image, const at::Tensor& transformed, int64_t begin)>;
+// Per-element objective values [N] of images [N,3,H,W] in [0,1]: `image` untransformed (for
+// regularizers), `transformed` what the network sees.
+using BatchObjective = std::function<at::Tensor(const at::Tensor& image, const at::Tensor& transformed)>;
 // Called after each step with (step, steps).
 using StepCallback = std::function<void(int64_t, int64_t)>;
 
