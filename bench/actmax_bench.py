@@ -12,8 +12,8 @@ unless said otherwise):
      (the Python loop, and cnnviz itself at --batch 1);
   3. truncation's share: the same batched run with --no-truncation (whole network every step);
   4. part 2 again with every core on both sides (--threads N, default: all cores): Python gets N
-     intra-op threads; cnnviz gets --threads N and by default optimizes N parts of the batch
-     concurrently, one thread each.
+     intra-op threads; cnnviz gets --threads N and by default optimizes the batch's parts (4 units
+     each) N at a time, one thread each.
 One-at-a-time rates are measured on 8 units and are rates (units per minute), so they compare with
 the 64-unit batched runs directly.
 """
