@@ -87,7 +87,7 @@ def main():
             _, py_rate_t = run_python(arch, weights, layer, "0-7", 1, steps, threads=t)
             _, batch_rate_t = run_cnnviz(binary, model, layer, "0-63", 64, steps, threads=t)
             print(f"[{arch}] 4. whole layer with {t} threads on both sides, units/minute: python one-at-a-time "
-                  f"{py_rate_t:.1f}, cnnviz batch 64 ({t} parts at once) {batch_rate_t:.1f} -> "
+                  f"{py_rate_t:.1f}, cnnviz batch 64 ({t} threads on its parts) {batch_rate_t:.1f} -> "
                   f"{batch_rate_t / py_rate_t:.2f}x (cnnviz {batch_rate_t / batch_rate:.2f}x its 1-thread rate, "
                   f"python {py_rate_t / py_rate:.2f}x)")
 
