@@ -15,11 +15,28 @@ Lucid's optvis render_vis with default settings):
   * (x - mean) / std, full forward, objective of element i = mean over H, W of
     act[i, unit_i], loss = -sum over the batch, Adam(lr=0.05) on the spectrum.
 
+A "step" is ONE Adam step over the whole group: the --units are optimized in
+groups of --batch units (the last group may be smaller), and one step renders
+all of the group's images, transforms them, runs one full forward pass of the
+[group size, 3, S, S] batch, backpropagates and updates the group's spectra.
+
 Timing: --warmup steps on a throwaway copy of the first group (not timed), then
 every group from a fresh initialization; `seconds` is the sum of the groups'
 step loops (time.perf_counter), `ms_per_step` = seconds / (groups * steps),
-`units_per_minute` = units / seconds * 60. The final objective values are
-evaluated once more without transforms (not timed), as the C++ does.
+`steps_per_second` = 1000 / ms_per_step (steps of a whole group, i.e. of up to
+--batch units each), `units_per_minute` = units / seconds * 60. The final
+objective values are evaluated once more without transforms (not timed), as
+the C++ does.
+
+Device: --device cpu (default) or cuda. With cuda the model, the spectra, the
+1/f scale, the colour matrix, mean/std and every transform run on the GPU; the
+initial spectra are still drawn on the CPU from the seeded torch.Generator and
+then copied to the GPU (so both devices start from the same values), and the
+transforms' random draws stay Python's random.Random. torch.cuda.synchronize()
+is called before every timer read, so `seconds` covers the finished GPU work.
+Nothing else is tuned (no cudnn.benchmark, no AMP, no torch.compile: PyTorch's
+defaults, e.g. TF32 convolutions on Ampere and later). The warmup steps also
+absorb CUDA/cuDNN initialization.
 
 Threads: torch.set_num_threads(--threads). Export OMP_WAIT_POLICY=PASSIVE in the
 caller's environment when comparing with the C++ binary (this script sets it
@@ -38,7 +55,11 @@ runs, so 64x64 images are barely cheaper than 128x128.
 Usage:
   /usr/bin/python3 bench/actmax_baseline.py --arch tinycnn|resnet18 --layer NAME
       --units 0-63|3|0,5 [--batch 1] [--steps 64] [--size 128] [--seed 0]
-      [--threads 1] [--warmup 3] [--weights-from FILE.pt] [--json]
+      [--threads 1] [--warmup 3] [--weights-from FILE.pt] [--device cpu|cuda] [--json]
+
+  --json prints one object: arch, layer, units, batch, steps, size, threads,
+    device, seconds (timed step loops), ms_per_step, steps_per_second,
+    units_per_minute, final_values (one per unit, no transforms).
 
   --arch tinycnn: the eager TinyCNN (models/train_bundled.py) holding the weights
     of models/tinycnn.pt (built by models/export_torchvision.build_tinycnn),
@@ -82,6 +103,21 @@ COLOR_CORRELATION = [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03
 PAD, PAD_VALUE, JITTER1, JITTER2 = 12, 0.5, 8, 4
 SCALES = [1 + (i - 5) / 50 for i in range(11)]
 ANGLES = list(range(-10, 11)) + [0] * 5
+
+
+# ---------------------------------------------------------------- device
+def get_device(name):
+    """torch.device for --device; UserError when CUDA is asked for but not available."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise _cli.UserError("--device cuda: torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def clock(device):
+    """time.perf_counter() after the device's queued work has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 # ---------------------------------------------------------------- model
@@ -128,7 +164,7 @@ class LayerHook:
         self.version = self.output._version
 
 
-def make_hook(model, layer, size, mean, std):
+def make_hook(model, layer, size, mean, std, device):
     """LayerHook on `layer`, cloning only if a no-grad test pass shows its output changes later."""
     try:
         module = model.get_submodule(layer)
@@ -137,7 +173,7 @@ def make_hook(model, layer, size, mean, std):
         raise _cli.UserError(f"--layer {layer!r} is not a module of the model; modules: {names}") from None
     hook = LayerHook(module, clone=False)
     with torch.no_grad():
-        model(normalize(torch.full((1, 3, size, size), 0.5), mean, std))
+        model(normalize(torch.full((1, 3, size, size), 0.5, device=device), mean, std))
     if hook.output is None:
         raise _cli.UserError(f"--layer {layer!r} is not called in the forward pass")
     if hook.output.dim() != 4:
@@ -167,14 +203,15 @@ def fft_scale(height, width):
     return 1.0 / torch.clamp_min(freqs, 1.0 / max(height, width)) * math.sqrt(height * width)
 
 
-def init_spectrum(units, seed, height, width):
+def init_spectrum(units, seed, height, width, device):
+    """Drawn on the CPU (seeded Generator), then moved to `device`: the same values on every device."""
     parts = []
     for unit in units:
         element_seed = (unit + 1) * 1024
         generator = torch.Generator().manual_seed(seed * 1000003 + element_seed * 7919 + 17)
         parts.append(torch.normal(0.0, INIT_STD, size=(3, height, width // 2 + 1, 2),
                                   generator=generator))
-    return torch.stack(parts).requires_grad_(True)
+    return torch.stack(parts).to(device).requires_grad_(True)
 
 
 def to_image(spectrum, scale, matrix, height, width):
@@ -203,7 +240,8 @@ def random_rotate(x, rng):
         return x
     radians = math.radians(angle)
     c, s = math.cos(radians), math.sin(radians)
-    theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=x.dtype).expand(x.shape[0], 2, 3)
+    theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=x.dtype, device=x.device)
+    theta = theta.expand(x.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -222,17 +260,18 @@ def objective_values(model, hook, x, units, mean, std):
     model(normalize(x, mean, std))
     act = hook.output
     hook.output = None
-    return act[torch.arange(len(units)), torch.tensor(units)].mean(dim=(1, 2))
+    rows = torch.arange(len(units), device=act.device)
+    return act[rows, torch.tensor(units, device=act.device)].mean(dim=(1, 2))
 
 
 def run_group(model, hook, units, args, mean, std, scale, matrix, steps):
     """Optimize one group; returns (seconds of the step loop, first-step values, last-step values, spectrum)."""
     size = args.size
-    spectrum = init_spectrum(units, args.seed, size, size)
+    spectrum = init_spectrum(units, args.seed, size, size, args.torch_device)
     optimizer = torch.optim.Adam([spectrum], lr=LEARNING_RATE)
     rng = random.Random(args.seed)
     first = last = None
-    started = time.perf_counter()
+    started = clock(args.torch_device)
     for step in range(steps):
         optimizer.zero_grad()
         image = to_image(spectrum, scale, matrix, size, size)
@@ -242,7 +281,7 @@ def run_group(model, hook, units, args, mean, std, scale, matrix, steps):
         last = values.detach()
         if step == 0:
             first = last
-    seconds = time.perf_counter() - started
+    seconds = clock(args.torch_device) - started
     return seconds, first, last, spectrum
 
 
@@ -277,6 +316,8 @@ def parse_args(argv=None):
     parser.add_argument("--weights-from", metavar="FILE.pt",
                         help="TorchScript file or state_dict to take the weights from "
                              "(tinycnn default: models/tinycnn.pt)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the tensors live and the work runs (default cpu)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
     try:
@@ -296,15 +337,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = args.torch_device = get_device(args.device)
     model, mean, std = build_model(args.arch, args.weights_from)
-    mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    hook, channels = make_hook(model, args.layer, args.size, mean, std)
+    model.to(device)
+    mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    hook, channels = make_hook(model, args.layer, args.size, mean, std, device)
     units = args.unit_list
     if max(units) >= channels:
         raise _cli.UserError(f"unit {max(units)} is out of range: {args.layer} has {channels} "
                              f"channels (0-{channels - 1})")
-    scale, matrix = fft_scale(args.size, args.size), decorrelation_matrix()
+    scale = fft_scale(args.size, args.size).to(device)
+    matrix = decorrelation_matrix().to(device)
     groups = [units[i:i + args.batch] for i in range(0, len(units), args.batch)]
 
     if args.warmup:
@@ -322,17 +366,21 @@ def main(argv=None):
             final_values += objective_values(model, hook, image, group, mean, std).tolist()
 
     total_steps = len(groups) * args.steps
+    ms_per_step = 1000.0 * seconds / total_steps
     result = {"arch": args.arch, "layer": args.layer, "units": units, "batch": args.batch,
               "steps": args.steps, "size": args.size, "threads": args.threads,
-              "seconds": seconds, "ms_per_step": 1000.0 * seconds / total_steps,
+              "device": args.device, "seconds": seconds, "ms_per_step": ms_per_step,
+              "steps_per_second": 1000.0 / ms_per_step,
               "units_per_minute": 60.0 * len(units) / seconds, "final_values": final_values}
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{args.arch} {args.layer}: {len(units)} unit(s) in {len(groups)} group(s) of <= "
-          f"{args.batch}, {args.steps} steps, {args.size}x{args.size}, {args.threads} thread(s)"
+          f"{args.batch}, {args.steps} steps, {args.size}x{args.size}, {args.threads} thread(s), "
+          f"device {args.device}"
           f"{', hook clones the output' if hook.clone else ''}")
-    print(f"time: {seconds:.3f} s, {result['ms_per_step']:.2f} ms/step, "
+    print(f"time: {seconds:.3f} s, {result['ms_per_step']:.2f} ms/step "
+          f"({result['steps_per_second']:.2f} steps/s; a step = one Adam step of a whole group), "
           f"{result['units_per_minute']:.1f} units/min (warmup {args.warmup} steps not timed)")
     for unit, first, last, final in zip(units, first_values, last_values, final_values):
         print(f"unit {unit}: step 1 {first:.4f} -> step {args.steps} {last:.4f}; "

@@ -5,7 +5,7 @@
     /usr/bin/python3 bench/dissect_baseline.py --model-kind tinycnn|resnet18 --weights FILE.pt
         --dataset DIR --layers conv3,conv4,conv5 [--quantile 0.005] [--iou-threshold 0.04]
         [--batch 16] [--max-images N] [--threads 1] [--workdir DIR] [--threshold-rule rank|quantile]
-        [--union-across-categories] [--tally faithful|vectorized] [--all-ious] [--json]
+        [--union-across-categories] [--tally faithful|vectorized] [--all-ious] [--device cpu|cuda] [--json]
 
 Model (eager, eval mode, forward hooks on the layers that clone their outputs):
   tinycnn   models/export_torchvision.build_tinycnn(FILE.pt) (e.g. models/tinycnn.pt);
@@ -15,6 +15,14 @@ Input size, mean and std come from the cnnviz sidecar FILE.json next to the weig
 resnet18 224x224 with ImageNet mean/std. Images are decoded with PIL, scaled to [0, 1] and, when their
 size differs from the input size, resized with F.interpolate(bilinear, align_corners=False) -- the same
 op (at::upsample_bilinear2d) cnnviz uses -- then normalized.
+
+Device: --device cpu (default) or cuda. With cuda the model and mean/std live on the GPU and pass (a)'s
+forward runs there: each batch is decoded with PIL on the CPU, copied to the GPU, run, and the hooked
+layers' maps are copied back (.cpu()) into the memmaps, as NetDissect-Lite does (its tally reads
+features from CPU memory). Passes (b)-(d) are numpy/CPU torch on every device, as in Lite.
+torch.cuda.synchronize() is called before every timer read. Nothing is tuned (no cudnn.benchmark, no
+AMP: PyTorch's defaults). CUDA context creation happens in "load" (model.to), cuDNN's first-use
+initialization in "extract" (there is no warmup: the pass runs once, as a NetDissect-Lite run does).
 
 Algorithm, pass by pass (every image of index.csv, both splits, or the first --max-images):
   (a) extraction: batches of --batch images through the model; each layer's maps [N, K, h, w] are
@@ -73,9 +81,17 @@ Output: human-readable, or with --json one object
    "layers": {name: {"units", "shape", "detectors", "labels", "categories", "ious", "thresholds",
                      ["label_names", "all_ious"] with --all-ious}},
    "tally": "faithful" or "vectorized",
+   "device": "cpu" or "cuda",
    "seconds": {"load", "extract", "quantile", "tally", ["tally_labels" (faithful: label decoding, part of
-               "tally")], "total"}, "peak_rss_mb"}
-"total" runs from the start of main (after imports) to the end of the tally; "peak_rss_mb" is
+               "tally")], "score", "total"},
+   "images_per_second", "extract_images_per_second", "peak_rss_mb"}
+(and "model_kind", "weights", "dataset", "input_size", "union_across_categories", "threads").
+Phases (wall seconds): "load" = index.csv/label.csv reading, model building and moving it to the device;
+"extract" = pass (a): image decoding + resizing + forward + copying the maps into the memmaps;
+"quantile" = pass (b), thresholds; "tally" = pass (c) (includes "tally_labels"); "score" = pass (d), IoUs
+and best labels of every layer. "total" runs from the start of main (after imports) to the end of the
+scoring (it also holds the removal of the memmap directory). "images_per_second" = images / total (the
+whole dissection); "extract_images_per_second" = images / extract (pass (a) alone). "peak_rss_mb" is
 resource.getrusage(RUSAGE_SELF).ru_maxrss / 1024, which includes the memmap pages resident in the
 page cache while they are mapped (as for NetDissect-Lite).
 
@@ -220,6 +236,21 @@ def primary_category(text):
     return best
 
 
+# ---------------------------------------------------------------- device
+def get_device(name):
+    """torch.device for --device; UserError when CUDA is asked for but not available."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise _cli.UserError("--device cuda: torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def clock(device):
+    """time.perf_counter() after the device's queued work has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 # ---------------------------------------------------------------- model
 def build_model(kind, weights):
     """(eval-mode eager model, input side, mean [1,3,1,1], std [1,3,1,1])."""
@@ -262,8 +293,8 @@ def load_image(path, size):
 
 
 # ---------------------------------------------------------------- passes
-def extract(model, size, mean, std, dataset, layers, batch, workdir):
-    """Pass (a): {layer: float32 memmap [N, K, h, w]}."""
+def extract(model, size, mean, std, dataset, layers, batch, workdir, device):
+    """Pass (a): {layer: float32 memmap [N, K, h, w]}; the forward runs on `device`, the maps go to the CPU."""
     captured = {}
     handles = []
     for name in layers:
@@ -279,7 +310,7 @@ def extract(model, size, mean, std, dataset, layers, batch, workdir):
         with torch.no_grad():
             for start in range(0, n, batch):
                 end = min(n, start + batch)
-                x = torch.cat([load_image(dataset.image_path(i), size) for i in range(start, end)])
+                x = torch.cat([load_image(dataset.image_path(i), size) for i in range(start, end)]).to(device)
                 captured.clear()
                 model((x - mean) / std)
                 for name in layers:
@@ -290,7 +321,7 @@ def extract(model, size, mean, std, dataset, layers, batch, workdir):
                         path = os.path.join(workdir, re.sub(r"[^\w.-]", "_", name) + ".mmap")
                         features[name] = np.memmap(path, dtype=np.float32, mode="w+",
                                                    shape=(n,) + tuple(out.shape[1:]))
-                    features[name][start:end] = out.numpy()
+                    features[name][start:end] = out.cpu().numpy()
     finally:
         for handle in handles:
             handle.remove()
@@ -511,6 +542,9 @@ def parse_args(argv=None):
                              "image read, units upsampled together and tallied with one matmul (faster than Lite, "
                              "same tallies)")
     parser.add_argument("--all-ious", action="store_true", help="with --json: every unit's IoU for every label")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the model runs in the extraction pass (default cpu); the other passes "
+                             "run on the CPU")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
     args.layer_list = [name.strip() for name in args.layers.split(",") if name.strip()]
@@ -532,33 +566,36 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
+    device = get_device(args.device)
     if not os.path.isfile(args.weights):
         raise _cli.UserError(f"--weights file not found: {args.weights}")
     if not os.path.isfile(os.path.join(args.dataset, "index.csv")):
         raise _cli.UserError(f"--dataset {args.dataset} has no index.csv")
     dataset = Dataset(args.dataset, args.max_images)
     model, size, mean, std = build_model(args.model_kind, args.weights)
-    seconds = {"load": time.perf_counter() - started}
+    model.to(device)
+    mean, std = mean.to(device), std.to(device)
+    seconds = {"load": clock(device) - started}
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dissect-baseline-", dir=args.workdir) as workdir:
-        mark = time.perf_counter()
-        features = extract(model, size, mean, std, dataset, args.layer_list, args.batch, workdir)
-        seconds["extract"] = time.perf_counter() - mark
-        mark = time.perf_counter()
+        mark = clock(device)
+        features = extract(model, size, mean, std, dataset, args.layer_list, args.batch, workdir, device)
+        seconds["extract"] = clock(device) - mark
+        mark = clock(device)
         limits = {name: thresholds(memmap, args.quantile, args.threshold_rule) for name, memmap in features.items()}
-        seconds["quantile"] = time.perf_counter() - mark
-        mark = time.perf_counter()
+        seconds["quantile"] = clock(device) - mark
+        mark = clock(device)
         if args.tally == "faithful":
             stats, G, seconds["tally_labels"] = tally_faithful(features, dataset, limits,
                                                                args.union_across_categories)
         else:
             stats, G = tally_vectorized(features, dataset, limits, args.union_across_categories)
-        seconds["tally"] = time.perf_counter() - mark
+        seconds["tally"] = clock(device) - mark
         shapes = {name: list(memmap.shape[1:]) for name, memmap in features.items()}
         del features
-    seconds["total"] = time.perf_counter() - started
 
+    mark = clock(device)
     label_names = [dataset.names.get(number, "-") for number in range(dataset.num_labels)]
     layers = {}
     for name in args.layer_list:
@@ -573,19 +610,24 @@ def main(argv=None):
             entry["label_names"] = label_names
             entry["all_ious"] = [[round(float(v), 7) for v in row] for row in iou]
         layers[name] = entry
+    seconds["score"] = clock(device) - mark
+    seconds["total"] = clock(device) - started
     result = {"model_kind": args.model_kind, "weights": args.weights, "dataset": args.dataset,
               "images": len(dataset), "input_size": size, "quantile": args.quantile,
               "iou_threshold": args.iou_threshold,
               "threshold_method": "exact, rank" if args.threshold_rule == "rank" else "exact, np.quantile (linear)",
               "union_across_categories": args.union_across_categories, "tally": args.tally,
-              "threads": args.threads,
+              "threads": args.threads, "device": args.device,
               "layers": layers, "seconds": seconds,
+              "images_per_second": len(dataset) / seconds["total"],
+              "extract_images_per_second": len(dataset) / seconds["extract"],
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{args.model_kind} on {args.dataset}: {len(dataset)} images at {size}x{size}, quantile {args.quantile} "
-          f"(exact, {args.threshold_rule}), IoU > {args.iou_threshold}, {args.tally} tally, {args.threads} thread(s)")
+          f"(exact, {args.threshold_rule}), IoU > {args.iou_threshold}, {args.tally} tally, {args.threads} thread(s), "
+          f"device {args.device} (extraction)")
     for name, entry in layers.items():
         detector_cats = {}
         for label, cat, value in zip(entry["labels"], entry["categories"], entry["ious"]):
@@ -597,7 +639,8 @@ def main(argv=None):
         print("  best units: " + "; ".join(f"{k} {entry['labels'][k]} ({entry['categories'][k]}) "
                                            f"{entry['ious'][k]:.3f}" for k in order))
     print("seconds: " + ", ".join(f"{key} {value:.2f}" for key, value in seconds.items())
-          + f"; peak RSS {result['peak_rss_mb']:.0f} MB")
+          + f"; {result['images_per_second']:.1f} images/s overall, {result['extract_images_per_second']:.1f} "
+          f"in extraction; peak RSS {result['peak_rss_mb']:.0f} MB")
     return 0
 
 

@@ -27,7 +27,7 @@ bool OnCpu() {
   const char* flag = std::getenv("CNNVIZ_CUDA_TESTS_ON_CPU");
   return flag != nullptr && std::string(flag) == "1";
 }
-c10::Device TestDevice() { return OnCpu() ? c10::Device(c10::kCPU) : TestDevice(); }
+c10::Device TestDevice() { return OnCpu() ? c10::Device(c10::kCPU) : c10::Device(c10::kCUDA); }
 
 #define SKIP_WITHOUT_CUDA() \
   if (!OnCpu() && !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device on this machine"

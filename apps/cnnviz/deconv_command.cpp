@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
 #include "cnnviz/io/crop.h"
@@ -130,6 +131,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
                        {"seed_from", m.seed_from},
                        {"batch", m.batch},
                        {"max_images", m.max_images},
+                       {"workers", DecodeThreads(m.decode_threads, model->device())},
                        {"dataset", options.dataset},
                        {"image", options.image},
                        {"save_arrays", options.save_arrays}};
@@ -169,6 +171,10 @@ std::function<void()> AddDeconvCommand(CLI::App& app, const GlobalOptions& globa
       ->capture_default_str();
   command->add_option("--batch", m.batch, "Images per forward pass; projections per backward pass")->capture_default_str();
   command->add_option("--max-images", m.max_images, "Scan at most this many images (0 = all)")->capture_default_str();
+  command->add_option("--workers", m.decode_threads,
+                      "Threads decoding images ahead of the scan, one batch each (0 = auto: 1 on a CPU, up to 8 on a "
+                      "GPU)")
+      ->capture_default_str();
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write raw projections as float32 .npy [3,H,W]");
   command->footer(

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
 #include "cnnviz/io/atomic_file.h"
@@ -277,6 +278,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                        {"batch", m.batch},
                        {"max_images", options.dataset_options.max_images},
                        {"cache_mb", m.cache_mb},
+                       {"workers", DecodeThreads(m.decode_threads, model->device())},
                        {"save_arrays", options.save_arrays}};
   report["method"] = {
       {"threshold", "exact: the activation of rank ceil(quantile * values) from the top, per unit"},
@@ -322,6 +324,10 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
   command->add_option("--cache-mb", m.cache_mb,
                       "Keep first-pass activations in memory up to this many MiB so the second pass skips the "
                       "network for them (0 = off)")
+      ->capture_default_str();
+  command->add_option("--workers", m.decode_threads,
+                      "Threads decoding images and masks ahead of the network, one batch each (0 = auto: 1 on a "
+                      "CPU, up to 8 on a GPU)")
       ->capture_default_str();
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays,

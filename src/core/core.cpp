@@ -2,8 +2,10 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cctype>
 #include <regex>
+#include <thread>
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
@@ -42,6 +44,13 @@ c10::Device ResolveDevice(const std::string& spec) {
     throw ModelError("--device " + spec + ": only " + std::to_string(count) + " CUDA device(s) present");
   }
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+size_t DecodeThreads(int64_t requested, const c10::Device& device) {
+  if (requested > 0) return static_cast<size_t>(requested);
+  if (!device.is_cuda()) return 1;
+  const int64_t cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  return static_cast<size_t>(std::clamp<int64_t>(cores - 1, 1, 8));
 }
 
 std::string DeviceName(const c10::Device& device) { return device.str(); }

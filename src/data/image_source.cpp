@@ -11,9 +11,10 @@ struct BatchPrefetcher::Impl {
   Prefetcher<ImageBatch> prefetcher;
 };
 
-BatchPrefetcher::BatchPrefetcher(const ImageSource& source, size_t batch, int64_t height, int64_t width, size_t limit) {
+BatchPrefetcher::BatchPrefetcher(const ImageSource& source, size_t batch, int64_t height, int64_t width, size_t limit,
+                                 size_t ahead, bool pin) {
   const size_t total = limit ? std::min(limit, source.size()) : source.size();
-  auto decode = [&source, height, width](size_t begin, size_t end) {
+  auto decode = [&source, height, width, pin](size_t begin, size_t end) {
     ImageBatch out;
     std::vector<at::Tensor> images;
     for (size_t i = begin; i < end; ++i) {
@@ -28,10 +29,10 @@ BatchPrefetcher::BatchPrefetcher(const ImageSource& source, size_t batch, int64_
         out.failures.emplace_back(i, e.what());
       }
     }
-    if (!images.empty()) out.images = at::stack(images);
+    if (!images.empty()) out.images = pin ? at::stack(images).pin_memory() : at::stack(images);
     return out;
   };
-  impl_.reset(new Impl{Prefetcher<ImageBatch>(total, batch, decode)});
+  impl_.reset(new Impl{Prefetcher<ImageBatch>(total, batch, decode, ahead)});
 }
 
 BatchPrefetcher::~BatchPrefetcher() = default;

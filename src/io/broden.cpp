@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <opencv2/imgcodecs.hpp>
 #include <regex>
 #include <sstream>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/io/image.h"
+#include "decode.h"
 
 namespace cnnviz {
 namespace fs = std::filesystem;
@@ -188,15 +188,13 @@ class Broden : public SegmentationSource {
 
  private:
   at::Tensor ReadLabelMap(const std::string& path, const Row& row) const {
-    if (!fs::exists(path)) throw InputError("mask '" + path + "' is missing");
-    cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-    if (bgr.empty()) throw InputError("mask '" + path + "' cannot be decoded");
-    if (bgr.rows != row.seg_height || bgr.cols != row.seg_width) {
-      throw InputError("mask '" + path + "' is " + std::to_string(bgr.rows) + "x" + std::to_string(bgr.cols) +
+    const at::Tensor rgb = io_detail::DecodeRgb8(path, "mask");
+    if (rgb.size(0) != row.seg_height || rgb.size(1) != row.seg_width) {
+      throw InputError("mask '" + path + "' is " + std::to_string(rgb.size(0)) + "x" + std::to_string(rgb.size(1)) +
                        " but index.csv says " + std::to_string(row.seg_height) + "x" + std::to_string(row.seg_width));
     }
-    const at::Tensor pixels = at::from_blob(bgr.data, {bgr.rows, bgr.cols, 3}, at::kByte).to(at::kLong);
-    return pixels.select(2, 2) + 256 * pixels.select(2, 1);  // label = R + 256 G
+    const at::Tensor pixels = rgb.to(at::kLong);
+    return pixels.select(2, 0) + 256 * pixels.select(2, 1);  // label = R + 256 G
   }
 
   void ReadLabels() {

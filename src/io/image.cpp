@@ -11,16 +11,6 @@
 
 namespace cnnviz {
 
-at::Tensor ReadImage(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw InputError("image '" + path + "' does not exist");
-  cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-  if (bgr.empty()) throw InputError("image '" + path + "' cannot be decoded (corrupt or unsupported format)");
-  cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  at::Tensor hwc = at::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, at::kByte).clone();
-  return hwc.permute({2, 0, 1}).to(at::kFloat).div_(255.0).contiguous();
-}
-
 void WritePng(const std::string& path, const at::Tensor& image) {
   if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3)) {
     throw UsageError("WritePng expects [C,H,W] with C = 1 or 3");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "src/methods/top_k.h"
 
@@ -28,6 +29,7 @@ void DeconvOptions::Check() const {
   if (layers.empty()) throw UsageError("--layer/--layers is required");
   if (top < 1) throw UsageError("--top must be at least 1");
   if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (decode_threads < 0) throw UsageError("--workers must be >= 0");
   if (seed_from != "max" && seed_from != "map") throw UsageError("--seed-from must be max or map, not '" + seed_from + "'");
   for (int64_t unit : units) {
     if (unit < 0) throw UsageError("units must be non-negative");
@@ -62,7 +64,8 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
   view.inference = true;
   ScanStats local;
   ScanStats& out = stats ? *stats : local;
-  BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, options.max_images);
+  BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, options.max_images,
+                             DecodeThreads(options.decode_threads, model.device()), model.device().is_cuda());
   const size_t total = options.max_images ? std::min(options.max_images, source.size()) : source.size();
   ImageBatch batch;
   size_t done = 0;

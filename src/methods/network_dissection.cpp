@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/data/prefetch.h"
 #include "src/methods/top_k.h"
@@ -220,6 +221,7 @@ void DissectionOptions::Check() const {
   if (batch < 1) throw UsageError("--batch must be at least 1");
   if (top_images < 1) throw UsageError("top images per unit must be at least 1");
   if (cache_mb < 0) throw UsageError("--cache-mb must be >= 0");
+  if (decode_threads < 0) throw UsageError("--workers must be >= 0");
 }
 
 DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
@@ -227,6 +229,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   options.Check();
   const Model& model = probe_.model();
   const InputSpec& spec = model.input_spec();
+  const size_t decode_threads = DecodeThreads(options.decode_threads, model.device());
   std::vector<std::string> names;
   std::vector<const LayerInfo*> infos;
   for (const auto& layer : options.layers) {
@@ -265,7 +268,8 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   int64_t cache_bytes = 0;
   const int64_t cache_limit = options.cache_mb * 1024 * 1024;
   {
-    BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width);
+    BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, 0, decode_threads,
+                               model.device().is_cuda());
     ImageBatch batch;
     size_t done = 0;
     at::NoGradGuard no_grad;
@@ -351,7 +355,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     }
     return out;
   };
-  Prefetcher<SampleBatch> prefetcher(total, static_cast<size_t>(options.batch), decode);
+  Prefetcher<SampleBatch> prefetcher(total, static_cast<size_t>(options.batch), decode, decode_threads);
   SampleBatch batch;
   size_t done = 0;
   at::NoGradGuard no_grad;

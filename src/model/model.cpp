@@ -84,7 +84,8 @@ at::Tensor Model::GradientLayout(const at::Tensor& input) const {
 }
 
 at::Tensor Model::Preprocess(const at::Tensor& images) const {
-  at::Tensor x = images.to(device_, at::kFloat);
+  // Asynchronous when `images` is page-locked (BatchPrefetcher pins batches for a GPU); a plain copy else.
+  at::Tensor x = images.to(device_, at::kFloat, /*non_blocking=*/true);
   if (spec_.channel_order == "BGR" && x.size(1) == 3) x = x.flip({1});
   x = x * (spec_.range_high - spec_.range_low) + spec_.range_low;
   auto options = x.options();

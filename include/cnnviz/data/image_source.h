@@ -28,11 +28,14 @@ struct ImageBatch {
   std::vector<std::pair<size_t, std::string>> failures;  // index, one-line reason
 };
 
-// Iterates over a source in batches, decoding the next batch on a background thread while the caller
-// works on the current one. Images are resized (bilinear) to height x width.
+// Iterates over a source in batches, decoding the next `ahead` batches on background threads (one each)
+// while the caller works on the current one. Images are resized (bilinear) to height x width; with `pin`
+// (for a CUDA consumer) batches land in page-locked memory, so that their copy to the GPU is fast and
+// asynchronous.
 class BatchPrefetcher {
  public:
-  BatchPrefetcher(const ImageSource& source, size_t batch, int64_t height, int64_t width, size_t limit = 0);
+  BatchPrefetcher(const ImageSource& source, size_t batch, int64_t height, int64_t width, size_t limit = 0,
+                  size_t ahead = 1, bool pin = false);
   ~BatchPrefetcher();
   // False when the source is exhausted.
   bool Next(ImageBatch* batch);

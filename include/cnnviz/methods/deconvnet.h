@@ -34,6 +34,8 @@ struct DeconvOptions {
   int64_t batch = 16;
   // Scan at most this many images (0 = all). Default 0.
   size_t max_images = 0;
+  // Threads decoding images ahead of the scan (one batch each); 0 = 1 on a CPU, up to 8 on a GPU.
+  int64_t decode_threads = 0;
   // Throws UsageError for bad values.
   void Check() const;
 };

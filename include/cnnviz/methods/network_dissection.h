@@ -43,6 +43,9 @@ struct DissectionOptions {
   // run the network again for those images; the rest are recomputed. Memory stays bounded whatever
   // the dataset size. 0 disables the cache. Default 256.
   int64_t cache_mb = 256;
+  // Threads decoding images and masks ahead of the passes (one batch each); 0 = DecodeThreads' choice:
+  // 1 on a CPU, up to 8 on a GPU.
+  int64_t decode_threads = 0;
   // Throws UsageError for bad values.
   void Check() const;
 };

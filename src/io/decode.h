@@ -1,0 +1,17 @@
+// Image decoding behind cnnviz::io: one function, two implementations chosen at build time. With OpenCV
+// (decode_opencv.cpp) it is cv::imread; without it (decode_png_jpeg.cpp) libpng and libjpeg decode the
+// two formats Broden and image folders use, so the dataset readers build where OpenCV is missing (the
+// GPU machine). Private to src/io.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace cnnviz::io_detail {
+
+// Decodes `path` as 8-bit RGB: uint8 [H, W, 3]. Grey and palette images are expanded, alpha dropped.
+// Throws InputError "<what> '<path>' is missing" or "... cannot be decoded (...)".
+at::Tensor DecodeRgb8(const std::string& path, const std::string& what);
+
+}  // namespace cnnviz::io_detail
