@@ -2,7 +2,7 @@
 // compares them with the same loops in PyTorch's Python on the same machine). Needs cnnviz::core and
 // cnnviz::io only, so it builds where OpenCV is missing. Prints one JSON object on stdout.
 //
-//   gpu_bench actmax  --model M --layer L [--units 64] [--size 224] [--steps 40] [--device cuda]
+//   gpu_bench actmax  --model M --layer L [--units 64] [--size 224] [--steps 40] [--truncate 1] [--device cuda]
 //   gpu_bench dissect --model M --dataset D --layers L1,L2 [--batch 64] [--workers 0] [--max-images 0]
 //   gpu_bench deconv  --model M --dataset D --layer L [--batch 64] [--workers 0] [--max-images 0]
 //
@@ -16,6 +16,7 @@
 // deconv: the top-9 scan over every unit of the layer, images per second; decoding alone and the
 //   forward pass alone as above.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
@@ -106,6 +107,7 @@ json Actmax(const Args& args, const c10::Device& device) {
   for (int64_t u = 0; u < units; ++u) options.units.push_back(u);
   options.batch = units;
   options.param.height = options.param.width = args.Int("size", 224);
+  options.truncate = args.Int("truncate", 1) != 0;  // 0: the whole network every step, as eager Python
   const int64_t steps = args.Int("steps", 40);
   auto run = [&](int64_t count) {
     options.render.steps = count;
@@ -117,6 +119,7 @@ json Actmax(const Args& args, const c10::Device& device) {
   const double short_run = run(5), long_run = run(steps);
   const double per_step = (long_run - short_run) / static_cast<double>(steps - 5);
   return {{"method", "actmax"}, {"layer", options.layer}, {"units", units}, {"size", options.param.height},
+          {"truncate", options.truncate},
           {"steps", steps}, {"seconds_short", short_run}, {"seconds_long", long_run},
           {"ms_per_step", per_step * 1e3}, {"steps_per_second", 1.0 / per_step},
           {"units_steps_per_second", static_cast<double>(units) / per_step}};

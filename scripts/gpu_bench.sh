@@ -35,9 +35,13 @@ make_concepts.generate('$dir/broden', ${3:-2000}, 224, 0, 0.2)" || exit 1
       cut -c1-500 "$dir/$name.json"
     }
     one cnnviz_actmax "$bench" actmax --device "$device" --model "$model" --layer layer3 --units "$units" --size "$size" --steps "$steps"
+    one cnnviz_actmax_full "$bench" actmax --device "$device" --model "$model" --layer layer3 --units "$units" \
+      --size "$size" --steps "$steps" --truncate 0
     one python_actmax "$python" "$root/bench/actmax_baseline.py" --arch resnet18 --layer layer3 --units 0-$((units - 1)) \
       --batch "$units" --size "$size" --steps $((steps / 2)) --warmup 3 --device "$device" --weights-from "$model" --json
     one cnnviz_dissect "$bench" dissect --device "$device" --model "$model" --dataset "$data" --layers layer4 --batch 64
+    one cnnviz_dissect_w15 "$bench" dissect --device "$device" --model "$model" --dataset "$data" --layers layer4 \
+      --batch 64 --workers 15
     one python_dissect "$python" "$root/bench/dissect_baseline.py" --model-kind resnet18 --weights "$model" \
       --dataset "$data" --layers layer4 --batch 64 --device "$device" --json
     one cnnviz_deconv "$bench" deconv --device "$device" --model "$model" --dataset "$data" --layer layer3 --batch 64
@@ -55,6 +59,14 @@ c, p = load("cnnviz_actmax"), load("python_actmax")
 if c and p:
     print(f"actmax resnet18 layer3, {c['units']} units at {c['size']}, batched: cnnviz {c['steps_per_second']:.2f} steps/s, "
           f"python {p['steps_per_second']:.2f} steps/s: {c['steps_per_second'] / p['steps_per_second']:.2f}x")
+f = load("cnnviz_actmax_full")
+if f and p:
+    print(f"  cnnviz without truncation (whole network, as Python): {f['steps_per_second']:.2f} steps/s: "
+          f"{f['steps_per_second'] / p['steps_per_second']:.2f}x")
+w = load("cnnviz_dissect_w15")
+if w:
+    print(f"dissect with 15 decoding threads: {w['images_per_second']:.1f} images/s "
+          f"(decoding alone {w['decode_images_per_second']:.0f} images/s)")
 c, p = load("cnnviz_dissect"), load("python_dissect")
 if c:
     print(f"dissect resnet18 layer4, {c['images']} images: cnnviz {c['images_per_second']:.1f} images/s "

@@ -2,6 +2,8 @@
 // inversion steps, a decoder's output and dissection tallies agree within stated tolerances. Every test skips cleanly
 // without a CUDA device (ctest label "cuda").
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/cuda.h>
 
 #include <cstdlib>

@@ -3,6 +3,7 @@
 #include "cnnviz/methods/deconvnet.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "cnnviz/io/image_sources.h"
 #include "test_util.h"

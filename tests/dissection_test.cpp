@@ -3,6 +3,7 @@
 #include "cnnviz/methods/network_dissection.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "cnnviz/io/broden.h"
 #include "test_util.h"

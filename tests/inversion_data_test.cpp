@@ -3,6 +3,7 @@
 // held-out images, files round-trip, resume continues, and decoders refuse models and layers they were
 // not made for.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>

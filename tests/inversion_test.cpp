@@ -1,6 +1,7 @@
 // Network inversion (Mahendran & Vedaldi): regularizer values and gradients, the objective falls, shallow
 // layers reconstruct closely and deeper ones less so, batching and seeds change nothing, bad input.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,6 +1,7 @@
 // Loading: every kind of bad model file gets a one-line error of the documented class. Also the small
 // pieces around the model: preprocessing, the gradient layout, worker threads.
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 
 #include <atomic>
 #include <filesystem>

@@ -1,5 +1,7 @@
 // Taps, final outputs and truncation against eager-PyTorch references, on torchvision architectures and
 // the bundled model, scripted and traced.
+#include <ATen/core/grad_mode.h>
+
 #include <set>
 
 #include "test_util.h"

@@ -1,6 +1,7 @@
 #include "cnnviz/deconv_command.h"
 
 #include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <filesystem>

@@ -1,6 +1,8 @@
 #include "cnnviz/invert_command.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 

@@ -9,7 +9,6 @@
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
-#include "cnnviz/core/logging.h"
 #include "cnnviz/core/seed.h"
 #include "cnnviz/core/version.h"
 
@@ -54,17 +53,6 @@ size_t DecodeThreads(int64_t requested, const c10::Device& device) {
 }
 
 std::string DeviceName(const c10::Device& device) { return device.str(); }
-
-std::shared_ptr<spdlog::logger> Log() {
-  static std::shared_ptr<spdlog::logger> logger = [] {
-    auto existing = spdlog::get("cnnviz");
-    if (existing) return existing;
-    auto created = spdlog::default_logger()->clone("cnnviz");
-    spdlog::register_logger(created);
-    return created;
-  }();
-  return logger;
-}
 
 void SeedEverything(uint64_t seed) {
   at::manual_seed(seed);  // seeds CPU and, where present, every CUDA generator

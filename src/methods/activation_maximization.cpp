@@ -1,6 +1,7 @@
 #include "cnnviz/methods/activation_maximization.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -153,8 +154,9 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
       if (needs_output) CheckClasses(elements, probe_, out.output);
     } catch (const c10::Error&) {
       result.resized_to_model = true;
-      Log()->info("the model cannot take {}x{} images; resizing them to its input size {}x{}", options.param.height,
-                  options.param.width, spec.height, spec.width);
+      LogInfo("the model cannot take " + std::to_string(options.param.height) + "x" + std::to_string(options.param.width) +
+              " images; resizing them to its input size " + std::to_string(spec.height) + "x" +
+              std::to_string(spec.width));
       ProbeOutput out = probe_.Run(view, model.Preprocess(at::upsample_bilinear2d(
                                              probe_image, {spec.height, spec.width}, false)));
       if (needs_output) CheckClasses(elements, probe_, out.output);

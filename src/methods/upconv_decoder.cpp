@@ -1,5 +1,6 @@
 #include "cnnviz/methods/upconv_decoder.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -296,7 +297,7 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
     ImageBatch batch;
     while (prefetcher.Next(&batch)) {
       for (const auto& failure : batch.failures) {
-        Log()->warn("skipping {}", failure.second);
+        LogWarn("skipping " + failure.second);
         ++result.skipped_images;
       }
       if (!batch.images.defined()) continue;
@@ -354,7 +355,7 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
                        old.model_path + " at " + std::to_string(old.height) + "x" + std::to_string(old.width) +
                        ", not for this model and layer");
     }
-    Log()->info("resuming {} after epoch {}", options.out, old.epochs_done);
+    LogInfo("resuming " + options.out + " after epoch " + std::to_string(old.epochs_done));
   } else {
     decoder = std::make_unique<UpconvDecoder>(info, options.seed, device);
   }
@@ -433,7 +434,8 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
     SaveArchive(options.out, record, net, &optimizer);
   }
   if (result.first_epoch > options.epochs) {
-    Log()->warn("'{}' already has {} epoch(s); nothing to train (raise --epochs)", options.out, record.epochs_done);
+    LogWarn("'" + options.out + "' already has " + std::to_string(record.epochs_done) +
+            " epoch(s); nothing to train (raise --epochs)");
   }
   net.eval();
   result.images_per_second = trained_seconds > 0 ? static_cast<double>(trained_images) / trained_seconds : 0;

@@ -70,8 +70,8 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const c10::Device& d
   bool missing = false;
   model->spec_ = ReadInputSpecFor(path, &missing);
   if (missing) {
-    Log()->warn("no sidecar {} next to the model: assuming {}x{} RGB in [0,1] with ImageNet mean/std",
-                SidecarPathFor(path), model->spec_.height, model->spec_.width);
+    LogWarn("no sidecar " + SidecarPathFor(path) + " next to the model: assuming " + std::to_string(model->spec_.height) +
+            "x" + std::to_string(model->spec_.width) + " RGB in [0,1] with ImageNet mean/std");
   }
   return model;
 }

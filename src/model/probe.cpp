@@ -148,7 +148,7 @@ struct Probe::Impl {
       view.frozen = std::make_unique<jit::Module>(std::move(frozen));
       view.method = name;
     } catch (const std::exception& e) {
-      Log()->debug("view kept unfrozen: {}", FirstLine(e.what()));
+      LogDebug("view kept unfrozen: " + FirstLine(e.what()));
     }
   }
 
@@ -270,7 +270,7 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
     layer.shape = value.sizes().vec();
     layer.units = value.dim() >= 2 ? value.size(1) : (value.dim() == 1 ? value.size(0) : 1);
   }
-  for (const auto& warning : impl_->warnings) Log()->warn("{}", warning);
+  for (const auto& warning : impl_->warnings) LogWarn(warning);
 }
 
 Probe::~Probe() = default;
