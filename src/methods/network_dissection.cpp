@@ -187,6 +187,17 @@ BatchLabels GatherLabels(const std::vector<const PreparedLabels*>& images, int64
   return out;
 }
 
+// The labels on the device that tallies them.
+BatchLabels To(const BatchLabels& labels, const c10::Device& device) {
+  if (device.is_cpu()) return labels;
+  BatchLabels out = labels;
+  out.has = labels.has.to(device, /*non_blocking=*/true);
+  if (labels.image_labels.defined()) out.image_labels = labels.image_labels.to(device, /*non_blocking=*/true);
+  out.label = labels.label.to(device, /*non_blocking=*/true);
+  out.start = labels.start.to(device, /*non_blocking=*/true);
+  return out;
+}
+
 // Adds the masks of R (image, unit) rows to a layer's tallies: `on` [R, S] bool at the segmentation
 // size, `units` [R] and `rows_image` [R] (index into `labels`, non-decreasing). Only the pixels of the
 // masks are visited: at q = 0.005 a small share of each map.
@@ -207,7 +218,7 @@ void AddMasks(Tally& tally, const at::Tensor& on, const at::Tensor& units, const
   const at::Tensor count = labels.start.index_select(0, key + 1) - first;
   const at::Tensor hit = at::repeat_interleave(count);  // [E] the hit each (hit, label) entry comes from
   if (hit.numel() == 0) return;
-  const at::Tensor offset = at::arange(hit.size(0), at::kLong) - (count.cumsum(0) - count).index_select(0, hit);
+  const at::Tensor offset = at::arange(hit.size(0), hit.options()) - (count.cumsum(0) - count).index_select(0, hit);
   const at::Tensor label = labels.label.index_select(0, first.index_select(0, hit) + offset);
   const at::Tensor keys = units.index_select(0, row.index_select(0, hit)) * label_count + label;
   tally.intersection.add_(at::bincount(keys, {}, all_units * label_count).view({all_units, label_count}).t());
@@ -328,11 +339,17 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
 
   // Pass 2: tallies. Images and masks are decoded on a second thread while the network runs.
   start = std::chrono::steady_clock::now();
+  // Masks are upsampled and tallied on the model's device: on a GPU the tally is otherwise what limits
+  // the pass (measured on an H100: 3.5 ms per 112x112 image on the CPU against 0.05 ms for the network).
+  const c10::Device device = model.device();
+  const auto counts = at::TensorOptions().dtype(at::kLong).device(device);
   std::vector<Tally> tallies(names.size());
+  std::vector<at::Tensor> device_thresholds;
   for (size_t l = 0; l < names.size(); ++l) {
-    tallies[l].intersection = at::zeros({label_count, infos[l]->units}, at::kLong);
+    tallies[l].intersection = at::zeros({label_count, infos[l]->units}, counts);
     tallies[l].label_area = at::zeros({label_count}, at::kLong);
-    tallies[l].activated_area = at::zeros({infos[l]->units, static_cast<int64_t>(categories)}, at::kLong);
+    tallies[l].activated_area = at::zeros({infos[l]->units, static_cast<int64_t>(categories)}, counts);
+    device_thresholds.push_back(thresholds[l].to(device));
   }
   auto decode = [&](size_t begin, size_t end) {
     SampleBatch out;
@@ -409,7 +426,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     for (const auto& [size, members] : sizes) {
       std::vector<const PreparedLabels*> prepared;
       for (size_t b : members) prepared.push_back(&batch.samples[b].labels);
-      const BatchLabels labels = GatherLabels(prepared, label_count);
+      const BatchLabels labels = To(GatherLabels(prepared, label_count), device);
       // Bilinear upsampling is a convex combination of map values, so a unit whose map never exceeds its
       // threshold has an empty mask: only the others are upsampled (a small share at q = 0.005). The
       // margin keeps units within rounding of their threshold on the exact path.
@@ -428,17 +445,20 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         const at::Tensor peaks = std::get<0>(all_maps.flatten(1).max(1));
         const at::Tensor rows = (peaks >= margins[l].index_select(0, all_units)).nonzero().flatten();
         if (rows.numel() == 0) continue;
-        const at::Tensor units = all_units.index_select(0, rows);
-        const at::Tensor up =
-            at::upsample_bilinear2d(all_maps.index_select(0, rows).unsqueeze(0), {size.first, size.second}, false)[0];
-        const at::Tensor on = (up > thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1);
-        AddMasks(tallies[l], on, units, at::cat(layer_images).index_select(0, rows), labels);
+        const at::Tensor units = all_units.index_select(0, rows).to(device, /*non_blocking=*/true);
+        const at::Tensor selected = all_maps.index_select(0, rows).to(device, /*non_blocking=*/true);
+        const at::Tensor up = at::upsample_bilinear2d(selected.unsqueeze(0), {size.first, size.second}, false)[0];
+        const at::Tensor on = (up > device_thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1);
+        AddMasks(tallies[l], on, units, at::cat(layer_images).index_select(0, rows).to(device, /*non_blocking=*/true),
+                 labels);
       }
     }
     result.images += batch.samples.size();
     if (progress) progress(2, done, total);
   }
   for (auto& tally : tallies) {  // label 0 (unlabelled pixels) collected counts nobody scores
+    tally.intersection = tally.intersection.cpu();
+    tally.activated_area = tally.activated_area.cpu();
     tally.intersection[0].zero_();
     tally.label_area[0] = 0;
   }
