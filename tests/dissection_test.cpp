@@ -4,8 +4,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "cnnviz/io/broden.h"
+#include "src/io/decode.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -73,6 +78,41 @@ TEST(BrodenTest, MalformedDatasetsAreRejectedClearly) {
     EXPECT_NE(std::string(e.what()).find("is 30x30 but index.csv says 48x48"), std::string::npos) << e.what();
   }
 }
+
+#ifdef CNNVIZ_HAVE_PNG_JPEG
+// The decoder of builds without OpenCV (the GPU machine's) against cv::imread, on generated files. Masks
+// are label numbers, so PNGs must agree exactly; the JPEGs too, both going through libjpeg-turbo.
+TEST(DecodeTest, LibpngAndLibjpegAgreeWithOpenCv) {
+  const std::string synth = test::Fixture("concepts/images/synth/");
+  for (const std::string name : {"000001.jpg", "000001_color.png", "000001_object_1.png", "000002.jpg"}) {
+    const at::Tensor ours = io_detail::DecodePngJpeg(synth + name, "image");
+    const at::Tensor opencv = io_detail::DecodeRgb8(synth + name, "image");
+    ASSERT_EQ(ours.sizes(), opencv.sizes()) << name;
+    EXPECT_TRUE(ours.equal(opencv)) << name << ": largest difference "
+                                    << (ours.to(at::kInt) - opencv.to(at::kInt)).abs().max().item<int>();
+  }
+  const at::Tensor png = io_detail::DecodePngJpeg(test::Fixture("mixed_images/nested/1.png"), "image");
+  EXPECT_TRUE(png.equal(io_detail::DecodeRgb8(test::Fixture("mixed_images/nested/1.png"), "image")));
+  // Errors name the file and say what is wrong, as the OpenCV path's do; a file with a JPEG signature
+  // and garbage after it takes libjpeg's error exit.
+  const std::string bad_jpeg = (std::filesystem::temp_directory_path() /
+                                ("cnnviz_decode_" + std::to_string(::getpid()) + ".jpg")).string();
+  std::ofstream(bad_jpeg, std::ios::binary) << "\xff\xd8\xff\xe0 this is not the rest of a JPEG";
+  for (const auto& [path, message] : std::vector<std::pair<std::string, std::string>>{
+           {bad_jpeg, "cannot be decoded ("},
+           {test::Fixture("mixed_images/broken.jpg"), "cannot be decoded (neither PNG nor JPEG)"},
+           {synth + "no_such.png", "is missing"},
+           {test::Fixture("concepts/index.csv"), "cannot be decoded (neither PNG nor JPEG)"}}) {
+    try {
+      io_detail::DecodePngJpeg(path, "mask");
+      FAIL() << path;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("mask '" + path + "' " + message), std::string::npos) << e.what();
+    }
+  }
+  std::filesystem::remove(bad_jpeg);
+}
+#endif
 
 DissectionResult Dissect(const std::string& model, int64_t size, const std::string& dataset,
                          std::vector<std::string> layers, size_t max_images = 0, double quantile = 0.005,

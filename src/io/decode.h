@@ -14,4 +14,8 @@ namespace cnnviz::io_detail {
 // Throws InputError "<what> '<path>' is missing" or "... cannot be decoded (...)".
 at::Tensor DecodeRgb8(const std::string& path, const std::string& what);
 
+// The libpng/libjpeg decoder by itself (PNG and JPEG only), the build's DecodeRgb8 without OpenCV. It is
+// compiled whenever both libraries are found, so that builds with OpenCV test it against cv::imread.
+at::Tensor DecodePngJpeg(const std::string& path, const std::string& what);
+
 }  // namespace cnnviz::io_detail

@@ -1,5 +1,5 @@
-// DecodeRgb8 without OpenCV: PNG through libpng's simplified API, JPEG through libjpeg(-turbo). The
-// format is read from the file's first bytes, not its name.
+// DecodePngJpeg (DecodeRgb8 when there is no OpenCV): PNG through libpng's simplified API, JPEG through
+// libjpeg(-turbo). The format is read from the file's first bytes, not its name.
 #include <ATen/ATen.h>
 #include <jpeglib.h>
 #include <png.h>
@@ -84,7 +84,7 @@ at::Tensor DecodeJpeg(FILE* file, const std::string& path, const std::string& wh
 
 }  // namespace
 
-at::Tensor DecodeRgb8(const std::string& path, const std::string& what) {
+at::Tensor DecodePngJpeg(const std::string& path, const std::string& what) {
   if (!std::filesystem::exists(path)) throw InputError(what + " '" + path + "' is missing");
   File file(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!file) throw InputError(what + " '" + path + "' cannot be opened");
@@ -95,7 +95,11 @@ at::Tensor DecodeRgb8(const std::string& path, const std::string& what) {
     std::rewind(file.get());
     return DecodeJpeg(file.get(), path, what);
   }
-  throw InputError(what + " '" + path + "' cannot be decoded (not PNG or JPEG; this build has no OpenCV)");
+  throw InputError(what + " '" + path + "' cannot be decoded (neither PNG nor JPEG)");
 }
+
+#ifndef CNNVIZ_HAVE_OPENCV
+at::Tensor DecodeRgb8(const std::string& path, const std::string& what) { return DecodePngJpeg(path, what); }
+#endif
 
 }  // namespace cnnviz::io_detail
