@@ -1,5 +1,6 @@
 // CUDA against CPU: taps (plain and inference views), rule gradients, an activation-maximization step,
-// inversion steps, a decoder's output and dissection tallies agree within stated tolerances. Every test skips cleanly
+// inversion steps, a decoder's output, a DeconvNet scan with its projections and dissection tallies
+// agree within stated tolerances. Every test skips cleanly
 // without a CUDA device (ctest label "cuda").
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,6 +12,7 @@
 
 #include "cnnviz/data/segmentation_source.h"
 #include "cnnviz/methods/activation_maximization.h"
+#include "cnnviz/methods/deconvnet.h"
 #include "cnnviz/methods/network_dissection.h"
 #include "cnnviz/methods/network_inversion.h"
 #include "cnnviz/methods/upconv_decoder.h"
@@ -158,6 +160,40 @@ class MemorySegmentation : public SegmentationSource {
   std::vector<std::string> categories_{"colour"};
   std::vector<ConceptLabel> labels_{{0, "-", -1}, {1, "a", 0}, {2, "b", 0}, {3, "c", 0}, {4, "d", 0}};
 };
+
+TEST(CudaTest, DeconvScanAndProjectionsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  Probe cpu(LoadOn("tinycnn_script.pt", c10::Device(c10::kCPU), 64));
+  Probe gpu(LoadOn("tinycnn_script.pt", TestDevice(), 64));
+  const MemorySegmentation source;
+  DeconvOptions options;
+  options.layers = {"conv4"};
+  options.units = {0, 3, 7};
+  options.top = 3;
+  options.batch = 5;  // batches of the scan and of the projections do not divide the work evenly
+  ScanStats a_stats, b_stats;
+  const std::vector<UnitTop> a = DeconvNet(cpu).Scan(source, options, &a_stats);
+  const std::vector<UnitTop> b = DeconvNet(gpu).Scan(source, options, &b_stats);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(a_stats.images, b_stats.images);
+  for (size_t u = 0; u < a.size(); ++u) {
+    for (size_t r = 0; r < a[u].top.size(); ++r) {
+      // Random images give well-separated maxima: the same images and positions, values within 1e-3.
+      EXPECT_EQ(a[u].top[r].image, b[u].top[r].image) << "unit " << a[u].unit << " rank " << r;
+      EXPECT_EQ(a[u].top[r].y * 1000 + a[u].top[r].x, b[u].top[r].y * 1000 + b[u].top[r].x);
+      EXPECT_NEAR(a[u].top[r].activation, b[u].top[r].activation, kTolerance * (1 + std::abs(a[u].top[r].activation)));
+    }
+  }
+  for (BackwardRule rule : {BackwardRule::kDeconvNet, BackwardRule::kGuided}) {
+    options.rule = rule;
+    const auto pa = DeconvNet(cpu).Project(source, a, options), pb = DeconvNet(gpu).Project(source, a, options);
+    for (size_t u = 0; u < pa.size(); ++u) {
+      for (size_t r = 0; r < pa[u].size(); ++r) {
+        EXPECT_LE(test::RelativeError(pb[u][r].cpu(), pa[u][r]), kTolerance) << ToString(rule) << " unit " << u;
+      }
+    }
+  }
+}
 
 TEST(CudaTest, DissectionTalliesMatchCpu) {
   SKIP_WITHOUT_CUDA();
