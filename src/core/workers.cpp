@@ -4,8 +4,6 @@
 #include <c10/core/thread_pool.h>
 
 #include <atomic>
-#include <exception>
-#include <mutex>
 #include <thread>
 
 namespace cnnviz {
@@ -27,19 +25,28 @@ Workers::Workers(int64_t count) : count_(count) {
 Workers::~Workers() = default;
 
 void Workers::Run(int64_t tasks, const std::function<void(int64_t)>& task) {
-  std::exception_ptr error;
-  std::mutex mutex;
-  for (int64_t i = 0; i < tasks; ++i) {
-    pool_->run([&, i] {
-      try {
-        task(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!error) error = std::current_exception();
-      }
-    });
-  }
+  for (int64_t i = 0; i < tasks; ++i) Post([&task, i] { task(i); });
+  Wait();
+}
+
+void Workers::Post(std::function<void()> task) {
+  pool_->run([this, task = std::move(task)] {
+    try {
+      task();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  });
+}
+
+void Workers::Wait() {
   pool_->waitWorkComplete();
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::swap(error, error_);
+  }
   if (error) std::rethrow_exception(error);
 }
 

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/workers.h"
 #include "cnnviz/data/prefetch.h"
 #include "src/methods/top_k.h"
 
@@ -279,6 +281,10 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   std::map<size_t, std::vector<SparseMaps>> cache;
   int64_t cache_bytes = 0;
   const int64_t cache_limit = options.cache_mb * 1024 * 1024;
+  // The bookkeeping of batch i (threshold buffers, top images, cache in pass 1; tallies in pass 2) runs
+  // on this second thread while the caller runs the network on batch i+1: in batch order, one batch at
+  // a time, so results are those of a sequential run.
+  Workers bookkeeping(1);
   {
     BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, 0, decode_threads,
                                model.device().is_cuda());
@@ -293,36 +299,44 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       done += batch.indices.size() + batch.failures.size();
       if (!batch.indices.empty()) {
         const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
-        const at::Tensor indices =
-            at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
-        std::vector<std::vector<SparseMaps>> entries(batch.indices.size());
-        int64_t batch_bytes = 0;
-        const bool caching = cache_bytes < cache_limit;
+        std::vector<at::Tensor> layer_maps;
         for (size_t l = 0; l < names.size(); ++l) {
-          const at::Tensor maps = out.taps[l].to(at::kCPU, at::kFloat).contiguous();
-          tops[l].Update(maps);
-          top_images[l].Update(maps, indices, options.top_images);
-          if (!caching) continue;
-          const at::Tensor floor = Margin(tops[l].LowerBound());
-          const at::Tensor may = top_images[l].batch_maxima >= floor.unsqueeze(0);  // [B, K]
-          for (size_t b = 0; b < batch.indices.size(); ++b) {
-            SparseMaps entry;
-            entry.units = may[static_cast<int64_t>(b)].nonzero().flatten();
-            entry.maps = maps[static_cast<int64_t>(b)].index_select(0, entry.units);
-            batch_bytes += entry.maps.numel() * 4 + entry.units.numel() * 8;
-            entries[b].push_back(std::move(entry));
+          layer_maps.push_back(out.taps[l].to(at::kCPU, at::kFloat).contiguous());
+        }
+        bookkeeping.Wait();
+        bookkeeping.Post([&, layer_maps = std::move(layer_maps), images = batch.indices] {
+          at::NoGradGuard no_grad;
+          const at::Tensor indices = at::tensor(std::vector<int64_t>(images.begin(), images.end()), at::kLong);
+          std::vector<std::vector<SparseMaps>> entries(images.size());
+          int64_t batch_bytes = 0;
+          const bool caching = cache_bytes < cache_limit;
+          for (size_t l = 0; l < names.size(); ++l) {
+            const at::Tensor& maps = layer_maps[l];
+            tops[l].Update(maps);
+            top_images[l].Update(maps, indices, options.top_images);
+            if (!caching) continue;
+            const at::Tensor floor = Margin(tops[l].LowerBound());
+            const at::Tensor may = top_images[l].batch_maxima >= floor.unsqueeze(0);  // [B, K]
+            for (size_t b = 0; b < images.size(); ++b) {
+              SparseMaps entry;
+              entry.units = may[static_cast<int64_t>(b)].nonzero().flatten();
+              entry.maps = maps[static_cast<int64_t>(b)].index_select(0, entry.units);
+              batch_bytes += entry.maps.numel() * 4 + entry.units.numel() * 8;
+              entries[b].push_back(std::move(entry));
+            }
           }
-        }
-        if (caching && cache_bytes + batch_bytes <= cache_limit) {
-          cache_bytes += batch_bytes;
-          result.cache_bytes = cache_bytes;
-          for (size_t b = 0; b < batch.indices.size(); ++b) cache[batch.indices[b]] = std::move(entries[b]);
-        } else if (caching) {
-          cache_bytes = cache_limit;  // full: later images are recomputed in the second pass
-        }
+          if (caching && cache_bytes + batch_bytes <= cache_limit) {
+            cache_bytes += batch_bytes;
+            result.cache_bytes = cache_bytes;
+            for (size_t b = 0; b < images.size(); ++b) cache[images[b]] = std::move(entries[b]);
+          } else if (caching) {
+            cache_bytes = cache_limit;  // full: later images are recomputed in the second pass
+          }
+        });
       }
       if (progress) progress(1, done, total);
     }
+    bookkeeping.Wait();
   }
   const size_t used = total - skipped.size();
   if (used == 0) throw InputError("no image of the dataset could be decoded");
@@ -351,6 +365,9 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     tallies[l].activated_area = at::zeros({infos[l]->units, static_cast<int64_t>(categories)}, counts);
     device_thresholds.push_back(thresholds[l].to(device));
   }
+  // Decoding threads read which images are cached from this snapshot; the main thread empties the cache.
+  std::vector<char> cached(total, 0);
+  for (const auto& entry : cache) cached[entry.first] = 1;
   auto decode = [&](size_t begin, size_t end) {
     SampleBatch out;
     for (size_t i = begin; i < end; ++i) {
@@ -359,7 +376,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         Sample sample;
         sample.index = i;
         sample.labels = Prepare(source.LoadSegmentation(i), label_count);
-        if (!cache.count(i)) {  // cached images need only their labels
+        if (!cached[i]) {  // cached images need only their labels
           at::Tensor image = source.Load(i);
           if (image.size(1) != spec.height || image.size(2) != spec.width) {
             image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
@@ -408,54 +425,63 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         }
       }
     }
-    // Label areas do not depend on the layer: one sum per batch.
-    {
-      std::vector<at::Tensor> area_labels, area_counts;
-      for (const auto& sample : batch.samples) {
-        area_labels.push_back(sample.labels.area_labels);
-        area_counts.push_back(sample.labels.area_counts);
-      }
-      const at::Tensor area = at::zeros({label_count}, at::kLong).index_add_(0, at::cat(area_labels), at::cat(area_counts));
-      for (auto& tally : tallies) tally.label_area.add_(area);
-    }
-    // Images of one segmentation size are tallied together (all of them, in Broden).
-    std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> sizes;
-    for (size_t b = 0; b < batch.samples.size(); ++b) {
-      sizes[{batch.samples[b].labels.height, batch.samples[b].labels.width}].push_back(b);
-    }
-    for (const auto& [size, members] : sizes) {
-      std::vector<const PreparedLabels*> prepared;
-      for (size_t b : members) prepared.push_back(&batch.samples[b].labels);
-      const BatchLabels labels = To(GatherLabels(prepared, label_count), device);
-      // Bilinear upsampling is a convex combination of map values, so a unit whose map never exceeds its
-      // threshold has an empty mask: only the others are upsampled (a small share at q = 0.005). The
-      // margin keeps units within rounding of their threshold on the exact path.
-      for (size_t l = 0; l < names.size(); ++l) {
-        std::vector<at::Tensor> layer_maps, layer_units, layer_images;
-        for (size_t j = 0; j < members.size(); ++j) {
-          const SparseMaps& entry = maps[members[j]][l];
-          const int64_t count = entry.maps.size(0);
-          if (count == 0) continue;
-          layer_maps.push_back(entry.maps);
-          layer_units.push_back(entry.units.defined() ? entry.units : at::arange(count, at::kLong));
-          layer_images.push_back(at::full({count}, static_cast<int64_t>(j), at::kLong));
-        }
-        if (layer_maps.empty()) continue;
-        const at::Tensor all_maps = at::cat(layer_maps), all_units = at::cat(layer_units);
-        const at::Tensor peaks = std::get<0>(all_maps.flatten(1).max(1));
-        const at::Tensor rows = (peaks >= margins[l].index_select(0, all_units)).nonzero().flatten();
-        if (rows.numel() == 0) continue;
-        const at::Tensor units = all_units.index_select(0, rows).to(device, /*non_blocking=*/true);
-        const at::Tensor selected = all_maps.index_select(0, rows).to(device, /*non_blocking=*/true);
-        const at::Tensor up = at::upsample_bilinear2d(selected.unsqueeze(0), {size.first, size.second}, false)[0];
-        const at::Tensor on = (up > device_thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1);
-        AddMasks(tallies[l], on, units, at::cat(layer_images).index_select(0, rows).to(device, /*non_blocking=*/true),
-                 labels);
-      }
-    }
     result.images += batch.samples.size();
+    bookkeeping.Wait();
+    bookkeeping.Post([&, samples = std::make_shared<SampleBatch>(std::move(batch)),
+                      maps = std::make_shared<std::vector<std::vector<SparseMaps>>>(std::move(maps))] {
+      at::NoGradGuard no_grad;
+      const SampleBatch& batch = *samples;
+      // Label areas do not depend on the layer: one sum per batch.
+      {
+        std::vector<at::Tensor> area_labels, area_counts;
+        for (const auto& sample : batch.samples) {
+          area_labels.push_back(sample.labels.area_labels);
+          area_counts.push_back(sample.labels.area_counts);
+        }
+        const at::Tensor area =
+            at::zeros({label_count}, at::kLong).index_add_(0, at::cat(area_labels), at::cat(area_counts));
+        for (auto& tally : tallies) tally.label_area.add_(area);
+      }
+      // Images of one segmentation size are tallied together (all of them, in Broden).
+      std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> sizes;
+      for (size_t b = 0; b < batch.samples.size(); ++b) {
+        sizes[{batch.samples[b].labels.height, batch.samples[b].labels.width}].push_back(b);
+      }
+      for (const auto& [size, members] : sizes) {
+        std::vector<const PreparedLabels*> prepared;
+        for (size_t b : members) prepared.push_back(&batch.samples[b].labels);
+        const BatchLabels labels = To(GatherLabels(prepared, label_count), device);
+        // Bilinear upsampling is a convex combination of map values, so a unit whose map never exceeds its
+        // threshold has an empty mask: only the others are upsampled (a small share at q = 0.005). The
+        // margin keeps units within rounding of their threshold on the exact path.
+        for (size_t l = 0; l < names.size(); ++l) {
+          std::vector<at::Tensor> layer_maps, layer_units, layer_images;
+          for (size_t j = 0; j < members.size(); ++j) {
+            const SparseMaps& entry = (*maps)[members[j]][l];
+            const int64_t count = entry.maps.size(0);
+            if (count == 0) continue;
+            layer_maps.push_back(entry.maps);
+            layer_units.push_back(entry.units.defined() ? entry.units : at::arange(count, at::kLong));
+            layer_images.push_back(at::full({count}, static_cast<int64_t>(j), at::kLong));
+          }
+          if (layer_maps.empty()) continue;
+          const at::Tensor all_maps = at::cat(layer_maps), all_units = at::cat(layer_units);
+          const at::Tensor peaks = std::get<0>(all_maps.flatten(1).max(1));
+          const at::Tensor rows = (peaks >= margins[l].index_select(0, all_units)).nonzero().flatten();
+          if (rows.numel() == 0) continue;
+          const at::Tensor units = all_units.index_select(0, rows).to(device, /*non_blocking=*/true);
+          const at::Tensor selected = all_maps.index_select(0, rows).to(device, /*non_blocking=*/true);
+          const at::Tensor up = at::upsample_bilinear2d(selected.unsqueeze(0), {size.first, size.second}, false)[0];
+          const at::Tensor on = (up > device_thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1);
+          AddMasks(tallies[l], on, units, at::cat(layer_images).index_select(0, rows).to(device, /*non_blocking=*/true),
+                   labels);
+        }
+      }
+    });
+    batch = SampleBatch();
     if (progress) progress(2, done, total);
   }
+  bookkeeping.Wait();
   for (auto& tally : tallies) {  // label 0 (unlabelled pixels) collected counts nobody scores
     tally.intersection = tally.intersection.cpu();
     tally.activated_area = tally.activated_area.cpu();

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 
 namespace c10 {
 class ThreadPool;
@@ -24,10 +26,17 @@ class Workers {
   int64_t size() const { return count_; }
   // Runs task(0..tasks-1) on the workers and waits for all; rethrows the first exception a task threw.
   void Run(int64_t tasks, const std::function<void(int64_t)>& task);
+  // Queues `task` and returns at once: with one worker, a stage of a pipeline that runs beside the
+  // caller (tasks run in the order posted).
+  void Post(std::function<void()> task);
+  // Waits for every task posted so far; rethrows the first exception one threw (once).
+  void Wait();
 
  private:
   int64_t count_;
   std::unique_ptr<c10::ThreadPool> pool_;
+  std::mutex mutex_;
+  std::exception_ptr error_;
 };
 
 }  // namespace cnnviz
