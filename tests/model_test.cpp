@@ -3,11 +3,16 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "cnnviz/core/workers.h"
+#include "cnnviz/data/prefetch.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -112,6 +117,55 @@ TEST(WorkersTest, RunsTasksWithOneIntraOpThreadAndRethrows) {
   workers.Run(3, [&](int64_t) { ++runs; });  // still usable after a failure
   EXPECT_EQ(runs.load(), 11);
   EXPECT_EQ(at::get_num_threads(), caller);
+}
+
+// With one worker, posted tasks run in the order posted, beside the caller; Wait hands back the first
+// failure once.
+TEST(WorkersTest, PostedTasksRunInOrderAndWaitRethrowsOnce) {
+  Workers stage(1);
+  std::vector<int> order;
+  for (int i = 0; i < 20; ++i) stage.Post([&order, i] { order.push_back(i); });
+  stage.Wait();
+  ASSERT_EQ(order.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(order[i], i);
+  stage.Post([] { throw std::runtime_error("stage failed"); });
+  stage.Post([&order] { order.push_back(20); });  // later tasks still run
+  EXPECT_THROW(stage.Wait(), std::runtime_error);
+  EXPECT_NO_THROW(stage.Wait());
+  EXPECT_EQ(order.back(), 20);
+}
+
+// Several batches decode at once, yet come back in order, each exactly once; a decoding failure reaches
+// the caller at its batch.
+TEST(PrefetcherTest, BatchesInFlightComeBackInOrder) {
+  for (size_t ahead : {1, 3, 8}) {
+    std::atomic<int> running{0}, most{0};
+    Prefetcher<std::vector<size_t>> prefetcher(
+        103, 10,
+        [&](size_t begin, size_t end) {
+          const int now = ++running;
+          most = std::max(most.load(), now);
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          std::vector<size_t> out;
+          for (size_t i = begin; i < end; ++i) out.push_back(i);
+          --running;
+          return out;
+        },
+        ahead);
+    std::vector<size_t> batch, seen;
+    while (prefetcher.Next(&batch)) seen.insert(seen.end(), batch.begin(), batch.end());
+    ASSERT_EQ(seen.size(), 103u) << ahead;
+    for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], i);
+    EXPECT_LE(most.load(), static_cast<int>(ahead));
+  }
+  Prefetcher<int> failing(30, 10, [](size_t begin, size_t) -> int {
+    if (begin == 10) throw std::runtime_error("batch 2 failed");
+    return static_cast<int>(begin);
+  }, 3);
+  int value = -1;
+  EXPECT_TRUE(failing.Next(&value));
+  EXPECT_EQ(value, 0);
+  EXPECT_THROW(failing.Next(&value), std::runtime_error);
 }
 
 }  // namespace

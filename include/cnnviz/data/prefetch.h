@@ -32,8 +32,8 @@ class Prefetcher {
     if (pending_.empty()) return false;
     std::future<Batch> next = std::move(pending_.front());
     pending_.pop_front();
+    *batch = next.get();  // then the next decode starts: at most `ahead` threads decode at any time
     Launch();
-    *batch = next.get();
     return true;
   }
 
