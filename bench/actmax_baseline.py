@@ -80,7 +80,6 @@ import json  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -90,6 +89,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 sys.path.insert(0, MODELS)
 import _cli  # noqa: E402
+from bench_common import clock, torch_device  # noqa: E402
 import export_torchvision  # noqa: E402  (build_tinycnn, load_state_dict)
 
 PROG = "actmax_baseline.py"
@@ -105,19 +105,6 @@ SCALES = [1 + (i - 5) / 50 for i in range(11)]
 ANGLES = list(range(-10, 11)) + [0] * 5
 
 
-# ---------------------------------------------------------------- device
-def get_device(name):
-    """torch.device for --device; UserError when CUDA is asked for but not available."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise _cli.UserError("--device cuda: torch.cuda.is_available() is False")
-    return torch.device(name)
-
-
-def clock(device):
-    """time.perf_counter() after the device's queued work has finished."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 # ---------------------------------------------------------------- model
@@ -337,7 +324,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = args.torch_device = get_device(args.device)
+    device = args.torch_device = torch_device(args.device)
     model, mean, std = build_model(args.arch, args.weights_from)
     model.to(device)
     mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)

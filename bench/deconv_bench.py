@@ -58,16 +58,9 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench_common import ENV, ROOT, ensure_resnet18  # noqa: E402
+from bench_common import ENV, ROOT, clock, ensure_resnet18  # noqa: E402
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def clock(device):
-    """time.perf_counter() after the device's queued work has finished."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def load_image(path, size):

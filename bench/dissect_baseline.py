@@ -122,6 +122,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 sys.path.insert(0, MODELS)
 import _cli  # noqa: E402
+from bench_common import clock, torch_device  # noqa: E402
 
 PROG = "dissect_baseline.py"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -236,19 +237,6 @@ def primary_category(text):
     return best
 
 
-# ---------------------------------------------------------------- device
-def get_device(name):
-    """torch.device for --device; UserError when CUDA is asked for but not available."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise _cli.UserError("--device cuda: torch.cuda.is_available() is False")
-    return torch.device(name)
-
-
-def clock(device):
-    """time.perf_counter() after the device's queued work has finished."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 # ---------------------------------------------------------------- model
@@ -566,7 +554,7 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    device = get_device(args.device)
+    device = torch_device(args.device)
     if not os.path.isfile(args.weights):
         raise _cli.UserError(f"--weights file not found: {args.weights}")
     if not os.path.isfile(os.path.join(args.dataset, "index.csv")):
