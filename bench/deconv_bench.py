@@ -56,7 +56,6 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from bench_common import ENV, ROOT, clock, ensure_resnet18  # noqa: E402
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
