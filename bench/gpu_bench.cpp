@@ -20,7 +20,10 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <malloc.h>
+
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -82,12 +85,15 @@ std::vector<std::string> Split(const std::string& text) {
   return parts;
 }
 
-// Images per second of the forward pass alone, cut after `layers`, on random input of the model's size.
-double ForwardRate(const Probe& probe, const std::vector<std::string>& layers, int64_t batch, int64_t repeats) {
+// Images per second of the forward pass alone, cut after `layers`, on random input of the model's size,
+// in the view the method runs (dissection takes channels-last taps).
+double ForwardRate(const Probe& probe, const std::vector<std::string>& layers, int64_t batch, int64_t repeats,
+                   bool channels_last) {
   const Model& model = probe.model();
   const InputSpec& spec = model.input_spec();
   ViewSpec view{layers, false};
   view.inference = true;
+  view.channels_last = channels_last;
   at::NoGradGuard no_grad;
   const at::Tensor input = at::rand({batch, 3, spec.height, spec.width}).to(model.device());
   for (int i = 0; i < 3; ++i) probe.Run(view, model.Preprocess(input));
@@ -168,7 +174,7 @@ json Dissect(const Args& args, const c10::Device& device) {
   const double seconds = Since(start);
   const InputSpec& spec = model->input_spec();
   const double decode = DecodeRate(source.get(), *source, options.batch, threads, 0, spec.height, spec.width);
-  const double forward = ForwardRate(probe, options.layers, options.batch, 20);
+  const double forward = ForwardRate(probe, options.layers, options.batch, 20, /*channels_last=*/true);
   const double images = static_cast<double>(result.images);
   // Both passes decode every image; the second runs the network for images not in the cache.
   const double decode_seconds = 2 * images / decode;
@@ -204,7 +210,7 @@ json Deconv(const Args& args, const c10::Device& device) {
   const double seconds = Since(start);
   const InputSpec& spec = model->input_spec();
   const double decode = DecodeRate(nullptr, *source, options.batch, threads, options.max_images, spec.height, spec.width);
-  const double forward = ForwardRate(probe, options.layers, options.batch, 20);
+  const double forward = ForwardRate(probe, options.layers, options.batch, 20, /*channels_last=*/false);
   return {{"method", "deconv_scan"}, {"layer", options.layers[0]}, {"batch", options.batch}, {"workers", threads},
           {"images", stats.images}, {"seconds", seconds},
           {"images_per_second", static_cast<double>(stats.images) / seconds}, {"decode_images_per_second", decode},
@@ -236,6 +242,10 @@ int Main(int argc, char** argv) {
 }  // namespace cnnviz
 
 int main(int argc, char** argv) {
+  // As the cnnviz executable does (apps/cnnviz/main.cpp): freed tensors stay in the heap instead of being
+  // unmapped and page-faulted in again at every batch.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
   try {
     return cnnviz::Main(argc, argv);
   } catch (const cnnviz::Error& e) {

@@ -164,6 +164,7 @@ TEST(DissectionTest, ThresholdsAndIousEqualBruteForce) {
     const at::Tensor image = at::upsample_bilinear2d(source->Load(i).unsqueeze(0), {96, 96}, false);
     ViewSpec spec{{"conv3"}, false};
     spec.inference = true;  // the view dissection runs
+    spec.channels_last = true;
     maps.push_back(probe.Run(spec, model->Preprocess(image)).taps[0][0]);
   }
   const at::Tensor all = at::stack(maps);  // [N, K, h, w]

@@ -74,21 +74,26 @@ TEST_P(ProbeModelTest, FinalOutputEqualsModuleForwardExactly) {
   EXPECT_TRUE(at::equal(probe_->Run(spec, input_).output, expected));
 }
 
-// Inference views (frozen, BatchNorm folded, MKLDNN layouts) agree with plain views to float rounding, for
-// every layer the reference lists and the final output.
+// Inference views (frozen, BatchNorm folded, MKLDNN or channels-last layouts, clones alias analysis finds
+// unneeded dropped) agree with plain views to float rounding, for every layer the reference lists (pre-ReLU
+// taps among them, which a later relu_ overwrites without their clone) and the final output.
 TEST_P(ProbeModelTest, InferenceViewsAgreeWithPlainViews) {
   at::NoGradGuard no_grad;
   ViewSpec plain;
   plain.taps = ReferenceOrder();
   plain.output = true;
-  ViewSpec inference = plain;
-  inference.inference = true;
-  const ProbeOutput expected = probe_->Run(plain, input_), got = probe_->Run(inference, input_);
-  ASSERT_EQ(got.taps.size(), expected.taps.size());
-  for (size_t i = 0; i < got.taps.size(); ++i) {
-    EXPECT_LT(test::RelativeError(got.taps[i], expected.taps[i]), 1e-4) << plain.taps[i];
+  const ProbeOutput expected = probe_->Run(plain, input_);
+  for (const bool channels_last : {false, true}) {
+    ViewSpec inference = plain;
+    inference.inference = true;
+    inference.channels_last = channels_last;
+    const ProbeOutput got = probe_->Run(inference, input_);
+    ASSERT_EQ(got.taps.size(), expected.taps.size());
+    for (size_t i = 0; i < got.taps.size(); ++i) {
+      EXPECT_LT(test::RelativeError(got.taps[i], expected.taps[i]), 1e-4) << plain.taps[i] << " nhwc " << channels_last;
+    }
+    EXPECT_LT(test::RelativeError(got.output, expected.output), 1e-4) << "nhwc " << channels_last;
   }
-  EXPECT_LT(test::RelativeError(got.output, expected.output), 1e-4);
 }
 
 TEST_P(ProbeModelTest, TruncatedViewsReturnTheSameTapsAndRunLess) {

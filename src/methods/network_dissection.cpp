@@ -1,10 +1,14 @@
 #include "cnnviz/methods/network_dissection.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -13,6 +17,7 @@
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/workers.h"
 #include "cnnviz/data/prefetch.h"
+#include "src/methods/map_scan.h"
 #include "src/methods/top_k.h"
 
 namespace cnnviz {
@@ -34,42 +39,58 @@ PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
   out.height = segmentation.height;
   out.width = segmentation.width;
   const int64_t pixels = segmentation.height * segmentation.width;
-  at::Tensor area = at::zeros({label_count}, at::kLong);
+  std::vector<int64_t> area(static_cast<size_t>(label_count), 0);
   std::vector<int64_t> has, image_labels;
-  std::vector<at::Tensor> pixel_parts, label_parts;
+  std::vector<std::pair<int64_t, int64_t>> pairs;  // (pixel, label)
+  int64_t pixel_categories = 0;
   for (size_t c = 0; c < segmentation.pixel.size(); ++c) {
     has.push_back(segmentation.Has(c) ? 1 : 0);
     for (int64_t label : segmentation.image[c]) {
+      if (label <= 0 || label >= label_count) continue;  // unknown to label.csv: unlabelled
       area[label] += pixels;
       image_labels.push_back(label);
     }
     if (!segmentation.pixel[c].defined()) continue;
-    // Labels unknown to label.csv count as unlabelled; several maps of a category are unioned per label.
-    const at::Tensor maps = segmentation.pixel[c].flatten(1);  // [maps, S]
-    const at::Tensor codes = maps.masked_fill(maps >= label_count, 0);
-    const at::Tensor seen = at::bincount(codes.flatten(), {}, label_count) > 0;
-    seen[0] = false;
-    const at::Tensor present = seen.nonzero().flatten();
-    if (present.numel() == 0) continue;
-    const at::Tensor onehot = (codes.unsqueeze(1) == present.view({1, -1, 1})).any(0);  // [U, S]
-    const at::Tensor pairs = onehot.nonzero();                                          // [P, 2]: slot, pixel
-    pixel_parts.push_back(pairs.select(1, 1));
-    label_parts.push_back(present.index_select(0, pairs.select(1, 0)));
-    area.index_add_(0, present, onehot.sum(1));
+    ++pixel_categories;
+    // Labels unknown to label.csv count as unlabelled; several maps of a category are unioned per label
+    // (a label another map of the category already gave the pixel is not counted again).
+    const at::Tensor maps = segmentation.pixel[c].to(at::kLong).contiguous();  // [maps, h, w]
+    const int64_t* codes = maps.data_ptr<int64_t>();
+    const int64_t count = maps.size(0);
+    auto known = [&](int64_t code) { return code > 0 && code < label_count; };
+    for (int64_t p = 0; p < pixels; ++p) {
+      for (int64_t m = 0; m < count; ++m) {
+        const int64_t code = codes[m * pixels + p];
+        if (!known(code)) continue;
+        bool repeat = false;
+        for (int64_t earlier = 0; earlier < m && !repeat; ++earlier) repeat = codes[earlier * pixels + p] == code;
+        if (repeat) continue;
+        pairs.emplace_back(p, code);
+        ++area[code];
+      }
+    }
+  }
+  // Sorted by pixel: each category's pairs already are; a label in two categories appears twice.
+  if (pixel_categories > 1) {
+    std::stable_sort(pairs.begin(), pairs.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   }
   out.has = at::tensor(has, at::kLong);
   out.image_labels = at::tensor(image_labels, at::kLong);
-  if (pixel_parts.empty()) {
-    out.pixel = out.label = at::zeros({0}, at::kLong);
-  } else {
-    const at::Tensor pixel = at::cat(pixel_parts), label = at::cat(label_parts);
-    const at::Tensor order = std::get<1>(at::sort(pixel, c10::optional<bool>(true), /*dim=*/0, /*descending=*/false));
-    out.pixel = pixel.index_select(0, order);
-    out.label = label.index_select(0, order);
+  std::vector<int64_t> pixel(pairs.size()), label(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    pixel[i] = pairs[i].first;
+    label[i] = pairs[i].second;
   }
-  const at::Tensor nonzero = area.nonzero().flatten();
-  out.area_labels = nonzero;
-  out.area_counts = area.index_select(0, nonzero);
+  out.pixel = at::tensor(pixel, at::kLong);
+  out.label = at::tensor(label, at::kLong);
+  std::vector<int64_t> area_labels, area_counts;
+  for (int64_t l = 0; l < label_count; ++l) {
+    if (area[l] == 0) continue;
+    area_labels.push_back(l);
+    area_counts.push_back(area[l]);
+  }
+  out.area_labels = at::tensor(area_labels, at::kLong);
+  out.area_counts = at::tensor(area_counts, at::kLong);
   return out;
 }
 
@@ -84,71 +105,85 @@ struct SampleBatch {
   std::vector<std::pair<size_t, std::string>> failures;
 };
 
-// Exact top-`keep` values of every unit over a stream of batches. Once the buffer is full only values
-// above a unit's current cut (its keep-th largest so far) can enter; those few are gathered (one
-// nonzero over the transposed comparison, which lists them in unit order, then a scatter into rows
-// padded with -inf)
-// and merged only when they add up to another `keep`. The buffer is kept unsorted: a merge is one
-// selection (topk without sorting), not a sort.
+// Exact top-`keep` values of every unit over a stream of batches. Once a unit holds `keep` values only
+// those above its cut (its keep-th largest so far) can enter, and a map whose maximum is not above the
+// cut is passed over without reading it again; at q = 0.005 that is most maps. A unit's candidates are
+// merged (one selection, not a sort) when they add up to another `keep`. Units are independent and
+// processed in parallel.
 struct TopValues {
-  at::Tensor values;   // [K, <= keep], unsorted
-  at::Tensor cut;      // [K] the smallest kept value of each unit once the buffer is full
-  at::Tensor pending;  // [K, P] candidates not merged yet (-inf padding)
+  // Candidates are merged once they number kMergeAt * keep: merging costs about keep + pending, and the
+  // cut rises at each merge, so the factor trades selection work against values let in.
+  static constexpr int64_t kMergeAt = 2;
   int64_t keep = 1;
+  std::vector<std::vector<float>> values;   // per unit: its largest values so far, at most `keep`, unsorted
+  std::vector<std::vector<float>> pending;  // per unit: values above its cut, not merged yet
+  std::vector<float> cut;                   // per unit: its keep-th largest value so far (-inf until then)
 
-  void Update(const at::Tensor& activations) {  // [B, K, H, W] on the CPU, contiguous
-    const int64_t units = activations.size(1), positions = activations.size(2) * activations.size(3);
-    if (!values.defined() || values.size(1) < keep) {
-      const at::Tensor flat = activations.flatten(2).transpose(0, 1).reshape({units, -1});
-      const at::Tensor merged = values.defined() ? at::cat({values, flat}, 1) : flat;
-      values = merged.size(1) <= keep ? merged
-                                      : std::get<0>(merged.topk(keep, 1, /*largest=*/true, /*sorted=*/false));
-      if (values.size(1) == keep) cut = std::get<0>(values.min(1));
-      return;
+  // activations [B, P, K] positions-major, contiguous float on the CPU; maxima [B, K] their maps' maxima.
+  void Update(const at::Tensor& activations, const at::Tensor& maxima) {
+    const int64_t batch = activations.size(0), positions = activations.size(1), units = activations.size(2);
+    if (cut.empty()) {
+      values.resize(units);
+      pending.resize(units);
+      cut.assign(units, -INFINITY);
     }
-    // Where the batch exceeds the cuts, found in unit order (nonzero walks the transposed comparison).
-    const at::Tensor where =
-        (activations > cut.view({1, -1, 1, 1})).flatten(2).transpose(0, 1).nonzero();  // [n, 3]: unit, image, position
-    if (where.size(0) == 0) return;
-    const at::Tensor unit = where.select(1, 0).contiguous();
-    const at::Tensor found = activations.flatten().index_select(
-        0, (where.select(1, 1) * units + unit) * positions + where.select(1, 2));
-    const at::Tensor counts = at::bincount(unit, {}, units);
-    const int64_t most = counts.max().item<int64_t>();
-    const at::Tensor rank = at::arange(found.size(0), at::kLong) - (counts.cumsum(0) - counts).index_select(0, unit);
-    at::Tensor candidates = at::full({units, most}, -INFINITY, at::kFloat);
-    candidates.view({-1}).index_put_({unit * most + rank}, found);
-    pending = pending.defined() ? at::cat({pending, candidates}, 1) : candidates;
-    if (pending.size(1) >= keep) Merge();
+    const float* data = activations.data_ptr<float>();
+    const float* peaks = maxima.data_ptr<float>();
+    // Units in parallel, in blocks of 16 tested together at each position.
+    at::parallel_for(0, units, 16, [&](int64_t begin, int64_t end) {
+      detail::CollectAbove(data, batch, positions, units, peaks, cut.data(), begin, end, pending.data());
+      for (int64_t k = begin; k < end; ++k) {
+        if (static_cast<int64_t>(pending[k].size()) >= kMergeAt * keep) Merge(k);
+      }
+    });
+  }
+
+  void Merge(int64_t k) {
+    std::vector<float>& kept = values[k];
+    kept.insert(kept.end(), pending[k].begin(), pending[k].end());
+    pending[k].clear();
+    if (static_cast<int64_t>(kept.size()) > keep) {
+      std::nth_element(kept.begin(), kept.begin() + (keep - 1), kept.end(), std::greater<float>());
+      kept.resize(keep);
+    }
+    if (static_cast<int64_t>(kept.size()) == keep) cut[k] = *std::min_element(kept.begin(), kept.end());
   }
 
   void Merge() {
-    if (!pending.defined()) return;
-    values = std::get<0>(at::cat({values, pending}, 1).topk(keep, 1, /*largest=*/true, /*sorted=*/false));
-    cut = std::get<0>(values.min(1));
-    pending = at::Tensor();
+    for (size_t k = 0; k < values.size(); ++k) Merge(static_cast<int64_t>(k));
   }
 
   // A lower bound of every unit's final threshold: its keep-th largest value so far (-inf until then).
-  at::Tensor LowerBound() const {
-    if (!cut.defined()) return at::full({values.defined() ? values.size(0) : 0}, -INFINITY);
-    return cut;
-  }
+  at::Tensor LowerBound() const { return at::tensor(cut, at::kFloat); }
 
-  // The rank-th largest value of every unit (rank <= keep), after Merge().
+  // The rank-th largest value of every unit (rank <= keep), after Merge(); -inf for a unit without values.
   at::Tensor Largest(int64_t rank) const {
-    const int64_t r = std::min(rank, values.size(1));
-    return std::get<0>(values.topk(r, 1, /*largest=*/true, /*sorted=*/true)).select(1, r - 1).contiguous();
+    std::vector<float> out(values.size(), -INFINITY);
+    for (size_t k = 0; k < values.size(); ++k) {
+      std::vector<float> kept = values[k];
+      if (kept.empty()) continue;
+      const size_t r = static_cast<size_t>(std::min<int64_t>(rank, static_cast<int64_t>(kept.size())));
+      std::nth_element(kept.begin(), kept.begin() + (r - 1), kept.end(), std::greater<float>());
+      out[k] = kept[r - 1];
+    }
+    return at::tensor(out, at::kFloat);
   }
 };
 
 // The value below which a unit is certainly inactive against `threshold` (its rounding margin).
 at::Tensor Margin(const at::Tensor& threshold) { return threshold - threshold.abs() * 1e-5f - 1e-30f; }
 
-// Some units' maps on one image: units [A] int64 (undefined = all, in order) and maps [A, h, w].
+// A tap [B, K, h, w] as float maps on the CPU, positions-major: [B, h, w, K] contiguous. The channels-last
+// taps of a CPU view are that already (no copy); a GPU's are rearranged there before the copy.
+at::Tensor PositionsMajor(const at::Tensor& tap) {
+  return tap.permute({0, 2, 3, 1}).contiguous().to(at::kCPU, at::kFloat);
+}
+
+// A layer's maps on one image: some units' planes, or every unit positions-major, with each map's maximum.
 struct SparseMaps {
-  at::Tensor units;
-  at::Tensor maps;
+  at::Tensor units;  // [A] int64; undefined: every unit, `maps` positions-major
+  at::Tensor maps;   // [A, h, w] planes, or [h, w, K] positions-major
+  at::Tensor peaks;  // [A] or [K] float
 };
 
 struct Tally {
@@ -200,22 +235,49 @@ BatchLabels To(const BatchLabels& labels, const c10::Device& device) {
   return out;
 }
 
-// Adds the masks of R (image, unit) rows to a layer's tallies: `on` [R, S] bool at the segmentation
-// size, `units` [R] and `rows_image` [R] (index into `labels`, non-decreasing). Only the pixels of the
-// masks are visited: at q = 0.005 a small share of each map.
-void AddMasks(Tally& tally, const at::Tensor& on, const at::Tensor& units, const at::Tensor& rows_image,
-              const BatchLabels& labels) {
+// Which pixels of R upsampled maps `up` [R, h, w] are above each row's threshold `thresholds` [R]: per row
+// the count, and the (row, pixel) pairs in row order. On a CPU one pass over the maps; on a GPU tensor ops.
+struct MaskPixels {
+  at::Tensor active;  // [R] int64: |M_k| per row
+  at::Tensor row, pixel;  // [H] int64
+};
+
+MaskPixels Threshold(const at::Tensor& up, const at::Tensor& thresholds) {
+  MaskPixels out;
+  const int64_t rows = up.size(0), size = up.size(1) * up.size(2);
+  if (!up.is_cpu()) {
+    const at::Tensor on = (up > thresholds.view({-1, 1, 1})).flatten(1);
+    out.active = on.sum(1);
+    const at::Tensor hits = on.nonzero();
+    out.row = hits.select(1, 0);
+    out.pixel = hits.select(1, 1);
+    return out;
+  }
+  const at::Tensor values = up.contiguous(), limits = thresholds.contiguous();
+  out.active = at::empty({rows}, at::kLong);
+  std::vector<int64_t> hit_rows, hit_pixels;
+  detail::MaskHits(values.data_ptr<float>(), rows, size, limits.data_ptr<float>(), out.active.data_ptr<int64_t>(),
+                   &hit_rows, &hit_pixels);
+  out.row = at::tensor(hit_rows, at::kLong);
+  out.pixel = at::tensor(hit_pixels, at::kLong);
+  return out;
+}
+
+// Adds the masks of R (image, unit) rows to a layer's tallies: `mask` at the segmentation size of
+// `pixels` pixels, `units` [R] and `rows_image` [R] (index into `labels`). Only the pixels of the masks
+// are visited: at q = 0.005 a small share of each map.
+void AddMasks(Tally& tally, const MaskPixels& mask, int64_t pixels, const at::Tensor& units,
+              const at::Tensor& rows_image, const BatchLabels& labels) {
   const int64_t label_count = tally.label_area.size(0), all_units = tally.intersection.size(1);
-  const int64_t pixels = on.size(1);
-  const at::Tensor active = on.sum(1);  // |M_k| per row, int64
+  const at::Tensor& active = mask.active;
   tally.activated_area.index_add_(0, units, labels.has.index_select(0, rows_image) * active.unsqueeze(1));
   if (labels.image_labels.defined()) {  // image-level labels: the whole image carries them
     tally.intersection.index_add_(1, units, (labels.image_labels.index_select(0, rows_image) * active.unsqueeze(1)).t());
   }
   // I[k, u] += the pixels of M_k labelled u: each mask pixel expands to the labels at that pixel.
-  const at::Tensor hits = on.nonzero();  // [H, 2]: row, pixel
-  if (hits.size(0) == 0) return;
-  const at::Tensor row = hits.select(1, 0), key = rows_image.index_select(0, row) * pixels + hits.select(1, 1);
+  if (mask.row.size(0) == 0) return;
+  const at::Tensor& row = mask.row;
+  const at::Tensor key = rows_image.index_select(0, row) * pixels + mask.pixel;
   const at::Tensor first = labels.start.index_select(0, key);
   const at::Tensor count = labels.start.index_select(0, key + 1) - first;
   const at::Tensor hit = at::repeat_interleave(count);  // [E] the hit each (hit, label) entry comes from
@@ -256,6 +318,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   }
   ViewSpec view{names, false};
   view.inference = true;
+  view.channels_last = true;  // the maps are read positions-major
   const size_t total = source.size();
   const size_t categories = source.categories().size();
   const int64_t label_count = static_cast<int64_t>(source.labels().size());
@@ -298,11 +361,9 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       }
       done += batch.indices.size() + batch.failures.size();
       if (!batch.indices.empty()) {
-        const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
         std::vector<at::Tensor> layer_maps;
-        for (size_t l = 0; l < names.size(); ++l) {
-          layer_maps.push_back(out.taps[l].to(at::kCPU, at::kFloat).contiguous());
-        }
+        const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
+        for (size_t l = 0; l < names.size(); ++l) layer_maps.push_back(PositionsMajor(out.taps[l]));
         bookkeeping.Wait();
         bookkeeping.Post([&, layer_maps = std::move(layer_maps), images = batch.indices] {
           at::NoGradGuard no_grad;
@@ -311,17 +372,25 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
           int64_t batch_bytes = 0;
           const bool caching = cache_bytes < cache_limit;
           for (size_t l = 0; l < names.size(); ++l) {
-            const at::Tensor& maps = layer_maps[l];
-            tops[l].Update(maps);
-            top_images[l].Update(maps, indices, options.top_images);
+            const at::Tensor& maps = layer_maps[l];  // [B, h, w, K]
+            const int64_t units = maps.size(3), positions = maps.size(1) * maps.size(2);
+            const at::Tensor flat = maps.view({maps.size(0), positions, units});
+            const auto [maxima, argmax] = detail::ChannelMaxima(flat);
+            tops[l].Update(flat, maxima);
+            top_images[l].Update(flat.transpose(1, 2), indices, options.top_images, maxima, argmax);
             if (!caching) continue;
             const at::Tensor floor = Margin(tops[l].LowerBound());
-            const at::Tensor may = top_images[l].batch_maxima >= floor.unsqueeze(0);  // [B, K]
+            const at::Tensor may = maxima >= floor.unsqueeze(0);  // [B, K]
             for (size_t b = 0; b < images.size(); ++b) {
+              const auto row = static_cast<int64_t>(b);
               SparseMaps entry;
-              entry.units = may[static_cast<int64_t>(b)].nonzero().flatten();
-              entry.maps = maps[static_cast<int64_t>(b)].index_select(0, entry.units);
-              batch_bytes += entry.maps.numel() * 4 + entry.units.numel() * 8;
+              entry.units = may[row].nonzero().flatten();
+              entry.peaks = maxima[row].index_select(0, entry.units);
+              entry.maps = at::empty({entry.units.size(0), maps.size(1), maps.size(2)}, at::kFloat);
+              const int64_t* chosen = entry.units.data_ptr<int64_t>();
+              detail::GatherPlanes(flat[row].data_ptr<float>(), positions, units,
+                                   std::vector<int64_t>(chosen, chosen + entry.units.size(0)), entry.maps.data_ptr<float>());
+              batch_bytes += entry.maps.numel() * 4 + entry.units.numel() * 12;
               entries[b].push_back(std::move(entry));
             }
           }
@@ -416,21 +485,28 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         uncached.push_back(b);
       }
     }
+    std::vector<at::Tensor> dense;  // per layer the uncached samples' maps, [n, h, w, K]
     if (!images.empty()) {
       const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
       for (size_t l = 0; l < names.size(); ++l) {
-        const at::Tensor layer_maps = out.taps[l].to(at::kCPU, at::kFloat);
+        dense.push_back(PositionsMajor(out.taps[l]));
         for (size_t j = 0; j < uncached.size(); ++j) {
-          maps[uncached[j]].push_back(SparseMaps{at::Tensor(), layer_maps[static_cast<int64_t>(j)]});
+          maps[uncached[j]].push_back(SparseMaps{at::Tensor(), dense[l][static_cast<int64_t>(j)], at::Tensor()});
         }
       }
     }
     result.images += batch.samples.size();
     bookkeeping.Wait();
     bookkeeping.Post([&, samples = std::make_shared<SampleBatch>(std::move(batch)),
-                      maps = std::make_shared<std::vector<std::vector<SparseMaps>>>(std::move(maps))] {
+                      maps = std::make_shared<std::vector<std::vector<SparseMaps>>>(std::move(maps)),
+                      dense = std::move(dense), uncached = std::move(uncached)] {
       at::NoGradGuard no_grad;
       const SampleBatch& batch = *samples;
+      for (size_t l = 0; l < dense.size(); ++l) {
+        const at::Tensor& layer = dense[l];
+        const at::Tensor maxima = detail::ChannelMaxima(layer.view({layer.size(0), -1, layer.size(3)})).first;
+        for (size_t j = 0; j < uncached.size(); ++j) (*maps)[uncached[j]][l].peaks = maxima[static_cast<int64_t>(j)];
+      }
       // Label areas do not depend on the layer: one sum per batch.
       {
         std::vector<at::Tensor> area_labels, area_counts;
@@ -455,26 +531,44 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         // threshold has an empty mask: only the others are upsampled (a small share at q = 0.005). The
         // margin keeps units within rounding of their threshold on the exact path.
         for (size_t l = 0; l < names.size(); ++l) {
-          std::vector<at::Tensor> layer_maps, layer_units, layer_images;
+          const int64_t positions = infos[l]->shape[2] * infos[l]->shape[3], channels = infos[l]->units;
+          const float* margin = margins[l].data_ptr<float>();
+          // Which maps may pass: planes of a cached entry (by slot), channels of a positions-major one.
+          std::vector<std::pair<const SparseMaps*, std::vector<int64_t>>> picks;
+          std::vector<int64_t> unit_ids, image_ids;
           for (size_t j = 0; j < members.size(); ++j) {
             const SparseMaps& entry = (*maps)[members[j]][l];
-            const int64_t count = entry.maps.size(0);
-            if (count == 0) continue;
-            layer_maps.push_back(entry.maps);
-            layer_units.push_back(entry.units.defined() ? entry.units : at::arange(count, at::kLong));
-            layer_images.push_back(at::full({count}, static_cast<int64_t>(j), at::kLong));
+            const float* peak = entry.peaks.data_ptr<float>();
+            std::vector<int64_t> slots;
+            const int64_t count = entry.units.defined() ? entry.units.size(0) : channels;
+            const int64_t* unit_of = entry.units.defined() ? entry.units.data_ptr<int64_t>() : nullptr;
+            for (int64_t a = 0; a < count; ++a) {
+              const int64_t unit = unit_of ? unit_of[a] : a;
+              if (!(peak[a] >= margin[unit])) continue;
+              slots.push_back(a);
+              unit_ids.push_back(unit);
+              image_ids.push_back(static_cast<int64_t>(j));
+            }
+            if (!slots.empty()) picks.emplace_back(&entry, std::move(slots));
           }
-          if (layer_maps.empty()) continue;
-          const at::Tensor all_maps = at::cat(layer_maps), all_units = at::cat(layer_units);
-          const at::Tensor peaks = std::get<0>(all_maps.flatten(1).max(1));
-          const at::Tensor rows = (peaks >= margins[l].index_select(0, all_units)).nonzero().flatten();
-          if (rows.numel() == 0) continue;
-          const at::Tensor units = all_units.index_select(0, rows).to(device, /*non_blocking=*/true);
-          const at::Tensor selected = all_maps.index_select(0, rows).to(device, /*non_blocking=*/true);
-          const at::Tensor up = at::upsample_bilinear2d(selected.unsqueeze(0), {size.first, size.second}, false)[0];
-          const at::Tensor on = (up > device_thresholds[l].index_select(0, units).view({-1, 1, 1})).flatten(1);
-          AddMasks(tallies[l], on, units, at::cat(layer_images).index_select(0, rows).to(device, /*non_blocking=*/true),
-                   labels);
+          if (unit_ids.empty()) continue;
+          at::Tensor selected = at::empty({static_cast<int64_t>(unit_ids.size()), infos[l]->shape[2], infos[l]->shape[3]}, at::kFloat);
+          float* out = selected.data_ptr<float>();
+          for (const auto& [entry, slots] : picks) {
+            const float* data = entry->maps.data_ptr<float>();
+            if (entry->units.defined()) {
+              for (int64_t a : slots) out = std::copy(data + a * positions, data + (a + 1) * positions, out);
+            } else {
+              detail::GatherPlanes(data, positions, channels, slots, out);
+              out += static_cast<int64_t>(slots.size()) * positions;
+            }
+          }
+          const at::Tensor units = at::tensor(unit_ids, at::kLong).to(device, /*non_blocking=*/true);
+          const at::Tensor rows_image = at::tensor(image_ids, at::kLong).to(device, /*non_blocking=*/true);
+          const at::Tensor up = at::upsample_bilinear2d(selected.to(device, /*non_blocking=*/true).unsqueeze(0),
+                                                        {size.first, size.second}, false)[0];
+          const MaskPixels mask = Threshold(up, device_thresholds[l].index_select(0, units));
+          AddMasks(tallies[l], mask, size.first * size.second, units, rows_image, labels);
         }
       }
     });

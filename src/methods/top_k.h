@@ -2,11 +2,30 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "src/methods/map_scan.h"
+
 namespace cnnviz::detail {
+
+// Per image and channel of positions-major maps, `maps` [B, P, K] contiguous float on the CPU, the
+// maximum over positions and the first position holding it: maxima [B, K] float, argmax [B, K] int64.
+inline std::pair<at::Tensor, at::Tensor> ChannelMaxima(const at::Tensor& maps) {
+  const int64_t batch = maps.size(0), positions = maps.size(1), channels = maps.size(2);
+  at::Tensor maxima = at::empty({batch, channels}, at::kFloat), argmax = at::empty({batch, channels}, at::kLong);
+  const float* data = maps.data_ptr<float>();
+  float* max_out = maxima.data_ptr<float>();
+  int64_t* arg_out = argmax.data_ptr<int64_t>();
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    ChannelMaxima(data + begin * positions * channels, end - begin, positions, channels, max_out + begin * channels,
+                  arg_out + begin * channels);
+  });
+  return {maxima, argmax};
+}
 
 // Running top-k of every unit of one layer, updated a batch at a time without per-image loops.
 struct LayerTopK {
@@ -25,7 +44,7 @@ struct LayerTopK {
   at::Tensor images;     // [U, k] image indices
   at::Tensor positions;  // [U, k] flat position in the map
   at::Tensor maps;       // [U, k, H*W] the units' maps on their top images, when keep_maps
-  at::Tensor batch_maxima;  // [B, U] the latest batch's map maxima (on the CPU)
+  at::Tensor batch_maxima;  // [B, U] the latest batch's map maxima (float, on the CPU)
   int64_t width = 0;
   bool keep_maps = false;
   bool identity = false;  // units are 0..U-1: the activations need no index_select
@@ -38,33 +57,60 @@ struct LayerTopK {
   }
 
   void Update(const at::Tensor& activations, const at::Tensor& image_indices, int64_t k) {
-    // activations [B, C, H, W] -> per kept unit its maximum and where: [U, B].
+    // activations [B, C, H, W] -> per kept unit its maximum and where: [B, U].
     const at::Tensor selected =
         (identity && activations.size(1) == units.size(0) ? activations
                                                           : activations.index_select(1, units.to(activations.device())))
             .flatten(2);
     const auto [maxima, argmax] = selected.max(2);
-    const at::Tensor batch_values = maxima.t().to(at::kCPU, at::kFloat);
-    batch_maxima = batch_values.t();
-    const at::Tensor batch_positions = argmax.t().to(at::kCPU);
+    Update(selected, image_indices, k, maxima.to(at::kCPU, at::kFloat), argmax.to(at::kCPU));
+  }
+
+  // The same with the maps' maxima and their positions already known: `selected` [B, U, H*W] holds the
+  // kept units' maps, `maxima` [B, U] float and `argmax` [B, U] int64 on the CPU.
+  void Update(const at::Tensor& selected, const at::Tensor& image_indices, int64_t k, const at::Tensor& maxima,
+              const at::Tensor& argmax) {
+    batch_maxima = maxima;
+    const at::Tensor batch_values = maxima.t();
     const at::Tensor batch_images = image_indices.unsqueeze(0).expand_as(batch_values);
+    const int64_t old_k = values.size(1);
     const at::Tensor all_values = at::cat({values, batch_values}, 1);
     const auto [kept, order] = all_values.topk(std::min<int64_t>(k, all_values.size(1)), 1);
     images = at::cat({images, batch_images}, 1).gather(1, order);
-    positions = at::cat({positions, batch_positions}, 1).gather(1, order);
-    if (keep_maps) {
-      // Only the k winners' maps are copied: from the kept maps (order < old k) or from the batch.
-      const at::Tensor batch_maps = selected.transpose(0, 1).to(at::kCPU, at::kFloat);  // [U, B, HW], a view
-      const int64_t old_k = maps.defined() ? maps.size(1) : 0;
-      const auto expand = [&](const at::Tensor& index) {
-        return index.unsqueeze(2).expand({index.size(0), index.size(1), batch_maps.size(2)});
-      };
-      const at::Tensor from_batch = batch_maps.gather(1, expand((order - old_k).clamp_min(0)));
-      maps = old_k == 0 ? from_batch
-                        : at::where(expand(order < old_k), maps.gather(1, expand(order.clamp_max(old_k - 1))),
-                                    from_batch);
-    }
+    positions = at::cat({positions, argmax.t()}, 1).gather(1, order);
+    if (keep_maps) UpdateMaps(selected.to(at::kCPU, at::kFloat), order.contiguous(), old_k);
     values = kept;
+  }
+
+  // Only the winners' maps are copied, and only for units whose top list changed: late in a pass most
+  // batches change few units. `batch_maps` [B, U, HW] may be any strided view (positions-major maps).
+  void UpdateMaps(const at::Tensor& batch_maps, const at::Tensor& order, int64_t old_k) {  // order [U, k]
+    const int64_t count = order.size(0), new_k = order.size(1), hw = batch_maps.size(2);
+    const int64_t stride_b = batch_maps.stride(0), stride_u = batch_maps.stride(1), stride_p = batch_maps.stride(2);
+    at::Tensor next = maps.defined() && old_k == new_k ? maps : at::empty({count, new_k, hw}, at::kFloat);
+    const float* old_maps = maps.defined() ? maps.data_ptr<float>() : nullptr;
+    const float* batch = batch_maps.data_ptr<float>();
+    float* out = next.data_ptr<float>();
+    const int64_t* winners = order.data_ptr<int64_t>();
+    std::vector<float> row(static_cast<size_t>(new_k * hw));
+    for (int64_t u = 0; u < count; ++u) {
+      const int64_t* from = winners + u * new_k;
+      bool unchanged = old_k == new_k;
+      for (int64_t j = 0; j < new_k && unchanged; ++j) unchanged = from[j] == j;
+      if (unchanged) continue;
+      for (int64_t j = 0; j < new_k; ++j) {
+        float* target = row.data() + j * hw;
+        if (from[j] < old_k) {
+          const float* source = old_maps + (u * old_k + from[j]) * hw;
+          std::copy(source, source + hw, target);
+        } else {
+          const float* source = batch + (from[j] - old_k) * stride_b + u * stride_u;
+          for (int64_t p = 0; p < hw; ++p) target[p] = source[p * stride_p];
+        }
+      }
+      std::copy(row.begin(), row.end(), out + u * new_k * hw);
+    }
+    maps = next;
   }
 };
 
