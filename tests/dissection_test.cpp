@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "cnnviz/io/broden.h"
+#include "cnnviz/io/image.h"
 #include "src/io/decode.h"
 #include "test_util.h"
 
@@ -111,6 +112,22 @@ TEST(DecodeTest, LibpngAndLibjpegAgreeWithOpenCv) {
     }
   }
   std::filesystem::remove(bad_jpeg);
+}
+
+// WritePng encodes through libpng when the build has it: colour and grey images read back exactly, by
+// both decoders.
+TEST(DecodeTest, WrittenPngsReadBackExactly) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("cnnviz_encode_" + std::to_string(::getpid()) + ".png")).string();
+  at::manual_seed(3);
+  for (const int64_t channels : {3, 1}) {
+    const at::Tensor image = at::rand({channels, 37, 53});
+    WritePng(path, image);
+    const at::Tensor expected = image.mul(255.0).round().to(at::kByte).permute({1, 2, 0}).expand({37, 53, 3});
+    EXPECT_TRUE(io_detail::DecodePngJpeg(path, "image").equal(expected)) << channels;
+    EXPECT_TRUE(io_detail::DecodeRgb8(path, "image").equal(expected)) << channels;
+  }
+  std::filesystem::remove(path);
 }
 #endif
 

@@ -1,4 +1,4 @@
-// Image decoding behind cnnviz::io: one function, two implementations chosen at build time. With OpenCV
+// Image decoding behind cnnviz::io (and PNG encoding with libpng): one function, two implementations chosen at build time. With OpenCV
 // (decode_opencv.cpp) it is cv::imread; without it (decode_png_jpeg.cpp) libpng and libjpeg decode the
 // two formats Broden and image folders use, so the dataset readers build where OpenCV is missing (the
 // GPU machine). Private to src/io.
@@ -6,7 +6,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cnnviz::io_detail {
 
@@ -17,5 +19,8 @@ at::Tensor DecodeRgb8(const std::string& path, const std::string& what);
 // The libpng/libjpeg decoder by itself (PNG and JPEG only), the build's DecodeRgb8 without OpenCV. It is
 // compiled whenever both libraries are found, so that builds with OpenCV test it against cv::imread.
 at::Tensor DecodePngJpeg(const std::string& path, const std::string& what);
+
+// PNG bytes of uint8 [H, W, C] (C = 1 or 3) through libpng, built with it. Throws InputError.
+std::vector<uint8_t> EncodePng(const at::Tensor& hwc);
 
 }  // namespace cnnviz::io_detail

