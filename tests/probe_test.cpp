@@ -166,6 +166,27 @@ TEST(ProbeTest, AliasesFromTheSidecarResolve) {
   EXPECT_EQ(probe.Find("features.10").alias, "conv5");
 }
 
+// Channels-last inference views compute 2x2 max pooling from four strided views; on odd sizes floor mode
+// drops the last row and column, as max_pool2d does (the bundled model at 90x90 pools 45x45 maps to 22x22).
+TEST(ProbeTest, HalvingMaxPoolsOfChannelsLastViewsMatchOnOddSizes) {
+  for (const int64_t size : {90, 96}) {
+    Probe probe(test::LoadFixtureModel("tinycnn_script.pt", size));
+    at::NoGradGuard no_grad;
+    at::manual_seed(5);
+    const at::Tensor input = at::randn({3, 3, size, size});
+    ViewSpec plain{{"conv3", "conv5"}, /*output=*/true};
+    ViewSpec nhwc = plain;
+    nhwc.inference = true;
+    nhwc.channels_last = true;
+    const ProbeOutput expected = probe.Run(plain, input), got = probe.Run(nhwc, input);
+    for (size_t i = 0; i < got.taps.size(); ++i) {
+      EXPECT_EQ(got.taps[i].sizes(), expected.taps[i].sizes()) << size;
+      EXPECT_LT(test::RelativeError(got.taps[i], expected.taps[i]), 1e-4) << size << " tap " << i;
+    }
+    EXPECT_LT(test::RelativeError(got.output, expected.output), 1e-4) << size;
+  }
+}
+
 TEST(ProbeTest, RepeatedCallsGetNumberedTaps) {
   // resnet18's BasicBlock calls its one ReLU module twice.
   Probe probe(test::LoadFixtureModel("resnet18_script.pt", kSize));

@@ -147,6 +147,48 @@ struct Probe::Impl {
     }
   }
 
+  // 2x2 max pooling with stride 2 (no padding, dilation or ceil mode) as the maximum of four strided
+  // views: ATen's max_pool2d on a dense tensor also computes indices, three times slower (the bundled
+  // model's first pool at batch 16, channels-last: 1.01 ms against 0.34 ms; the values are identical).
+  // For dense frozen views; MKLDNN tensors have their own pooling.
+  static void RewriteHalvingMaxPools(jit::Graph& graph) {
+    auto constant_list = [](jit::Value* value) -> c10::optional<std::vector<int64_t>> {
+      const c10::optional<c10::IValue> constant = jit::toIValue(value);
+      if (!constant || !constant->isIntList()) return c10::nullopt;
+      return constant->toIntVector();
+    };
+    std::vector<jit::Node*> pools;
+    for (jit::Node* node : graph.nodes()) {
+      if (node->kind() != c10::aten::max_pool2d || node->inputs().size() != 6) continue;
+      const auto kernel = constant_list(node->input(1)), stride = constant_list(node->input(2));
+      const auto padding = constant_list(node->input(3)), dilation = constant_list(node->input(4));
+      const c10::optional<c10::IValue> ceil = jit::toIValue(node->input(5));
+      const std::vector<int64_t> two{2, 2};
+      if (kernel == two && stride && (stride->empty() || *stride == two) && padding == std::vector<int64_t>{0, 0} &&
+          dilation == std::vector<int64_t>{1, 1} && ceil && ceil->isBool() && !ceil->toBool()) {
+        pools.push_back(node);
+      }
+    }
+    for (jit::Node* node : pools) {
+      jit::WithInsertPoint guard(node);
+      jit::Value* x = node->input(0);
+      auto even = [&](int64_t dim) {  // floor mode drops an odd last row or column
+        jit::Value* size = graph.insert(c10::aten::size, {x, dim});
+        return graph.insert(c10::aten::mul, {graph.insert(c10::aten::floordiv, {size, 2}), 2});
+      };
+      jit::Value* height = even(-2);
+      jit::Value* width = even(-1);
+      auto corner = [&](int64_t row, int64_t column) {
+        jit::Value* rows = graph.insert(c10::aten::slice, {x, -2, row, height, 2});
+        return graph.insert(c10::aten::slice, {rows, -1, column, width, 2});
+      };
+      jit::Value* top = graph.insert(c10::aten::maximum, {corner(0, 0), corner(0, 1)});
+      jit::Value* bottom = graph.insert(c10::aten::maximum, {corner(1, 0), corner(1, 1)});
+      node->output()->replaceAllUsesWith(graph.insert(c10::aten::maximum, {top, bottom}));
+      node->destroy();
+    }
+  }
+
   // torch.jit.optimize_for_inference for an inference view: the view becomes a method of the module, the
   // module is frozen with that method preserved (weights and attributes become constants), and the
   // frozen graph gets freeze()'s optimizations (BatchNorm folded into the convolution before it, ...)
@@ -168,7 +210,11 @@ struct Probe::Impl {
       std::shared_ptr<jit::Graph> graph = frozen.get_method(name).graph();
       jit::OptimizeFrozenGraph(graph, /*optimize_numerics=*/true);
       jit::FuseFrozenConvAddRelu(graph);  // what torch.jit.optimize_for_inference adds
-      if (mkldnn) jit::ConvertFrozenOpsToMKLDNN(graph);
+      if (mkldnn) {
+        jit::ConvertFrozenOpsToMKLDNN(graph);
+      } else {
+        RewriteHalvingMaxPools(*graph);
+      }
       DropUnneededClones(graph);
       LogDebug("frozen view " + name + ":\n" + graph->toString());
       view.frozen = std::make_unique<jit::Module>(std::move(frozen));
