@@ -86,14 +86,13 @@ std::vector<std::string> Split(const std::string& text) {
 }
 
 // Images per second of the forward pass alone, cut after `layers`, on random input of the model's size,
-// in the view the method runs (dissection takes channels-last taps).
-double ForwardRate(const Probe& probe, const std::vector<std::string>& layers, int64_t batch, int64_t repeats,
-                   bool channels_last) {
+// in the view the methods run (dissection and the DeconvNet scan take channels-last taps).
+double ForwardRate(const Probe& probe, const std::vector<std::string>& layers, int64_t batch, int64_t repeats) {
   const Model& model = probe.model();
   const InputSpec& spec = model.input_spec();
   ViewSpec view{layers, false};
   view.inference = true;
-  view.channels_last = channels_last;
+  view.channels_last = true;
   at::NoGradGuard no_grad;
   const at::Tensor input = at::rand({batch, 3, spec.height, spec.width}).to(model.device());
   for (int i = 0; i < 3; ++i) probe.Run(view, model.Preprocess(input));
@@ -174,7 +173,7 @@ json Dissect(const Args& args, const c10::Device& device) {
   const double seconds = Since(start);
   const InputSpec& spec = model->input_spec();
   const double decode = DecodeRate(source.get(), *source, options.batch, threads, 0, spec.height, spec.width);
-  const double forward = ForwardRate(probe, options.layers, options.batch, 20, /*channels_last=*/true);
+  const double forward = ForwardRate(probe, options.layers, options.batch, 20);
   const double images = static_cast<double>(result.images);
   // Both passes decode every image; the second runs the network for images not in the cache.
   const double decode_seconds = 2 * images / decode;
@@ -210,7 +209,7 @@ json Deconv(const Args& args, const c10::Device& device) {
   const double seconds = Since(start);
   const InputSpec& spec = model->input_spec();
   const double decode = DecodeRate(nullptr, *source, options.batch, threads, options.max_images, spec.height, spec.width);
-  const double forward = ForwardRate(probe, options.layers, options.batch, 20, /*channels_last=*/false);
+  const double forward = ForwardRate(probe, options.layers, options.batch, 20);
   return {{"method", "deconv_scan"}, {"layer", options.layers[0]}, {"batch", options.batch}, {"workers", threads},
           {"images", stats.images}, {"seconds", seconds},
           {"images_per_second", static_cast<double>(stats.images) / seconds}, {"decode_images_per_second", decode},

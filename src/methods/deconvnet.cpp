@@ -63,6 +63,7 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
   if (source.size() == 0) throw InputError("the dataset holds no images");
   ViewSpec view{names, false};
   view.inference = true;
+  view.channels_last = true;  // LayerTopK::UpdateFromTap reads the maps positions-major
   ScanStats local;
   ScanStats& out = stats ? *stats : local;
   BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, options.max_images,
@@ -77,7 +78,7 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
     if (batch.indices.empty()) continue;
     const ProbeOutput result = probe_.Run(view, model.Preprocess(batch.images));
     const at::Tensor indices = at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
-    for (size_t l = 0; l < tops.size(); ++l) tops[l].Update(result.taps[l], indices, options.top);
+    for (size_t l = 0; l < tops.size(); ++l) tops[l].UpdateFromTap(result.taps[l], indices, options.top);
     out.images += batch.indices.size();
     if (progress) progress(done, total);
   }

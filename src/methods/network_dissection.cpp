@@ -173,12 +173,6 @@ struct TopValues {
 // The value below which a unit is certainly inactive against `threshold` (its rounding margin).
 at::Tensor Margin(const at::Tensor& threshold) { return threshold - threshold.abs() * 1e-5f - 1e-30f; }
 
-// A tap [B, K, h, w] as float maps on the CPU, positions-major: [B, h, w, K] contiguous. The channels-last
-// taps of a CPU view are that already (no copy); a GPU's are rearranged there before the copy.
-at::Tensor PositionsMajor(const at::Tensor& tap) {
-  return tap.permute({0, 2, 3, 1}).contiguous().to(at::kCPU, at::kFloat);
-}
-
 // A layer's maps on one image: some units' planes, or every unit positions-major, with each map's maximum.
 struct SparseMaps {
   at::Tensor units;  // [A] int64; undefined: every unit, `maps` positions-major
@@ -363,7 +357,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       if (!batch.indices.empty()) {
         std::vector<at::Tensor> layer_maps;
         const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
-        for (size_t l = 0; l < names.size(); ++l) layer_maps.push_back(PositionsMajor(out.taps[l]));
+        for (size_t l = 0; l < names.size(); ++l) layer_maps.push_back(detail::PositionsMajor(out.taps[l]));
         bookkeeping.Wait();
         bookkeeping.Post([&, layer_maps = std::move(layer_maps), images = batch.indices] {
           at::NoGradGuard no_grad;
@@ -489,7 +483,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     if (!images.empty()) {
       const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
       for (size_t l = 0; l < names.size(); ++l) {
-        dense.push_back(PositionsMajor(out.taps[l]));
+        dense.push_back(detail::PositionsMajor(out.taps[l]));
         for (size_t j = 0; j < uncached.size(); ++j) {
           maps[uncached[j]].push_back(SparseMaps{at::Tensor(), dense[l][static_cast<int64_t>(j)], at::Tensor()});
         }

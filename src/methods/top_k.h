@@ -12,6 +12,13 @@
 
 namespace cnnviz::detail {
 
+// A tap [B, K, h, w] as float maps on the CPU, positions-major: [B, h, w, K] contiguous. The channels-last
+// taps of a CPU view (ViewSpec::channels_last) are that already, without a copy; a GPU's are rearranged
+// there before the copy.
+inline at::Tensor PositionsMajor(const at::Tensor& tap) {
+  return tap.permute({0, 2, 3, 1}).contiguous().to(at::kCPU, at::kFloat);
+}
+
 // Per image and channel of positions-major maps, `maps` [B, P, K] contiguous float on the CPU, the
 // maximum over positions and the first position holding it: maxima [B, K] float, argmax [B, K] int64.
 inline std::pair<at::Tensor, at::Tensor> ChannelMaxima(const at::Tensor& maps) {
@@ -64,6 +71,25 @@ struct LayerTopK {
             .flatten(2);
     const auto [maxima, argmax] = selected.max(2);
     Update(selected, image_indices, k, maxima.to(at::kCPU, at::kFloat), argmax.to(at::kCPU));
+  }
+
+  // From a tap [B, C, H, W] of a channels-last view: on a CPU the maxima come from one pass over the
+  // positions-major maps; a GPU's tap goes through Update above (only the maxima leave the device).
+  void UpdateFromTap(const at::Tensor& tap, const at::Tensor& image_indices, int64_t k) {
+    if (!tap.is_cpu()) {
+      Update(tap, image_indices, k);
+      return;
+    }
+    const at::Tensor maps = PositionsMajor(tap);
+    const at::Tensor flat = maps.view({maps.size(0), maps.size(1) * maps.size(2), maps.size(3)});  // [B, P, C]
+    auto [maxima, argmax] = ChannelMaxima(flat);
+    at::Tensor selected = flat.transpose(1, 2);  // [B, C, P], read only when keep_maps
+    if (!(identity && flat.size(2) == units.size(0))) {
+      maxima = maxima.index_select(1, units);
+      argmax = argmax.index_select(1, units);
+      if (keep_maps) selected = selected.index_select(1, units);
+    }
+    Update(selected, image_indices, k, maxima, argmax);
   }
 
   // The same with the maps' maxima and their positions already known: `selected` [B, U, H*W] holds the
