@@ -382,8 +382,9 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
               entry.peaks = maxima[row].index_select(0, entry.units);
               entry.maps = at::empty({entry.units.size(0), maps.size(1), maps.size(2)}, at::kFloat);
               const int64_t* chosen = entry.units.data_ptr<int64_t>();
-              detail::GatherPlanes(flat[row].data_ptr<float>(), positions, units,
-                                   std::vector<int64_t>(chosen, chosen + entry.units.size(0)), entry.maps.data_ptr<float>());
+              const std::vector<int64_t> chosen_units(chosen, chosen + entry.units.size(0));
+              detail::GatherPlanes(flat[row].data_ptr<float>(), positions, units, chosen_units,
+                                   entry.maps.data_ptr<float>());
               batch_bytes += entry.maps.numel() * 4 + entry.units.numel() * 12;
               entries[b].push_back(std::move(entry));
             }
@@ -546,7 +547,8 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
             if (!slots.empty()) picks.emplace_back(&entry, std::move(slots));
           }
           if (unit_ids.empty()) continue;
-          at::Tensor selected = at::empty({static_cast<int64_t>(unit_ids.size()), infos[l]->shape[2], infos[l]->shape[3]}, at::kFloat);
+          const int64_t rows = static_cast<int64_t>(unit_ids.size());
+          at::Tensor selected = at::empty({rows, infos[l]->shape[2], infos[l]->shape[3]}, at::kFloat);
           float* out = selected.data_ptr<float>();
           for (const auto& [entry, slots] : picks) {
             const float* data = entry->maps.data_ptr<float>();

@@ -194,7 +194,8 @@ struct Probe::Impl {
   // frozen graph gets freeze()'s optimizations (BatchNorm folded into the convolution before it, ...)
   // and optimize_for_inference's (conv-add-relu fusion, MKLDNN layouts unless the caller takes
   // channels-last taps, see ViewSpec::channels_last). Dissecting resnet18 layer4 runs its forward passes
-  // 1.33x faster (batch 16, 224x224, 1 thread); values agree with the plain view to float rounding. Views that take gradients stay plain: their output equals module.forward exactly.
+  // 1.33x faster (batch 16, 224x224, 1 thread); values agree with the plain view to float rounding.
+  // Views that take gradients stay plain: their output equals module.forward exactly.
   // Any failure (models freezing cannot handle) keeps the plain view; CNNVIZ_NO_FREEZE=1 turns it off.
   static void Freeze(View& view, jit::Module& module, bool mkldnn) {
     static std::atomic<int> counter{0};
