@@ -135,6 +135,26 @@ TEST(WorkersTest, PostedTasksRunInOrderAndWaitRethrowsOnce) {
   EXPECT_EQ(order.back(), 20);
 }
 
+// WaitUntilPending(n) returns once at most n posted tasks are unfinished: the caller of a pipeline stage
+// runs ahead of it by n tasks and no more; a task's failure comes back from the next wait.
+TEST(WorkersTest, WaitUntilPendingBoundsTheTasksInFlight) {
+  Workers stage(1);
+  std::atomic<int> finished{0};
+  for (int i = 0; i < 30; ++i) {
+    stage.WaitUntilPending(1);
+    EXPECT_GE(finished.load(), i - 1) << i;  // the task before last has finished
+    stage.Post([&finished] {
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+      ++finished;
+    });
+  }
+  stage.WaitUntilPending(0);
+  EXPECT_EQ(finished.load(), 30);
+  stage.Post([] { throw std::runtime_error("stage failed"); });
+  EXPECT_THROW(stage.WaitUntilPending(0), std::runtime_error);
+  EXPECT_NO_THROW(stage.Wait());
+}
+
 // Several batches decode at once, yet come back in order, each exactly once; a decoding failure reaches
 // the caller at its batch.
 TEST(PrefetcherTest, BatchesInFlightComeBackInOrder) {

@@ -30,14 +30,34 @@ void Workers::Run(int64_t tasks, const std::function<void(int64_t)>& task) {
 }
 
 void Workers::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++pending_;
+  }
   pool_->run([this, task = std::move(task)] {
+    std::exception_ptr failure;
     try {
       task();
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
+      failure = std::current_exception();
     }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (failure && !error_) error_ = failure;
+      --pending_;
+    }
+    finished_.notify_all();
   });
+}
+
+void Workers::WaitUntilPending(int64_t most) {
+  std::exception_ptr error;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    finished_.wait(lock, [&] { return pending_ <= most; });
+    std::swap(error, error_);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void Workers::Wait() {

@@ -339,8 +339,10 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   int64_t cache_bytes = 0;
   const int64_t cache_limit = options.cache_mb * 1024 * 1024;
   // The bookkeeping of batch i (threshold buffers, top images, cache in pass 1; tallies in pass 2) runs
-  // on this second thread while the caller runs the network on batch i+1: in batch order, one batch at
-  // a time, so results are those of a sequential run.
+  // on this second thread while the caller runs the network on the next batches, at most
+  // kBookkeepingDepth batches behind: in batch order, one batch at a time, so results are those of a
+  // sequential run.
+  constexpr int64_t kBookkeepingDepth = 2;
   Workers bookkeeping(1);
   {
     BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, 0, decode_threads,
@@ -358,7 +360,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
         std::vector<at::Tensor> layer_maps;
         const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
         for (size_t l = 0; l < names.size(); ++l) layer_maps.push_back(detail::PositionsMajor(out.taps[l]));
-        bookkeeping.Wait();
+        bookkeeping.WaitUntilPending(kBookkeepingDepth - 1);
         bookkeeping.Post([&, layer_maps = std::move(layer_maps), images = batch.indices] {
           at::NoGradGuard no_grad;
           const at::Tensor indices = at::tensor(std::vector<int64_t>(images.begin(), images.end()), at::kLong);
@@ -491,7 +493,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       }
     }
     result.images += batch.samples.size();
-    bookkeeping.Wait();
+    bookkeeping.WaitUntilPending(kBookkeepingDepth - 1);
     bookkeeping.Post([&, samples = std::make_shared<SampleBatch>(std::move(batch)),
                       maps = std::make_shared<std::vector<std::vector<SparseMaps>>>(std::move(maps)),
                       dense = std::move(dense), uncached = std::move(uncached)] {

@@ -3,6 +3,7 @@
 // parallelism inside small tensor ops does.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -31,11 +32,16 @@ class Workers {
   void Post(std::function<void()> task);
   // Waits for every task posted so far; rethrows the first exception one threw (once).
   void Wait();
+  // Waits until at most `most` posted tasks are unfinished (a pipeline stage `most` tasks deep);
+  // rethrows as Wait does.
+  void WaitUntilPending(int64_t most);
 
  private:
   int64_t count_;
   std::unique_ptr<c10::ThreadPool> pool_;
   std::mutex mutex_;
+  std::condition_variable finished_;
+  int64_t pending_ = 0;  // posted and not finished, under mutex_
   std::exception_ptr error_;
 };
 
