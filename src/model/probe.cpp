@@ -120,7 +120,9 @@ struct Probe::Impl {
     auto& slot = views[key.str()];
     if (!slot) {
       slot = Compile(sites, spec.output, rules, spec.inference);
-      if (spec.inference) Freeze(*slot, probe.model().module(), /*mkldnn=*/!spec.channels_last);
+      if (spec.inference) {
+        Freeze(*slot, probe.model().module(), /*mkldnn=*/!spec.channels_last, probe.model().device().is_cpu());
+      }
     }
     return slot;
   }
@@ -150,7 +152,7 @@ struct Probe::Impl {
   // 2x2 max pooling with stride 2 (no padding, dilation or ceil mode) as the maximum of four strided
   // views: ATen's max_pool2d on a dense tensor also computes indices, three times slower (the bundled
   // model's first pool at batch 16, channels-last: 1.01 ms against 0.34 ms; the values are identical).
-  // For dense frozen views; MKLDNN tensors have their own pooling.
+  // For dense frozen views of a CPU model; MKLDNN tensors have their own pooling, GPUs cuDNN's.
   static void RewriteHalvingMaxPools(jit::Graph& graph) {
     auto constant_list = [](jit::Value* value) -> c10::optional<std::vector<int64_t>> {
       const c10::optional<c10::IValue> constant = jit::toIValue(value);
@@ -197,7 +199,7 @@ struct Probe::Impl {
   // 1.33x faster (batch 16, 224x224, 1 thread); values agree with the plain view to float rounding.
   // Views that take gradients stay plain: their output equals module.forward exactly.
   // Any failure (models freezing cannot handle) keeps the plain view; CNNVIZ_NO_FREEZE=1 turns it off.
-  static void Freeze(View& view, jit::Module& module, bool mkldnn) {
+  static void Freeze(View& view, jit::Module& module, bool mkldnn, bool cpu) {
     static std::atomic<int> counter{0};
     if (const char* off = std::getenv("CNNVIZ_NO_FREEZE"); off != nullptr && std::string(off) != "0") return;
     try {
@@ -213,7 +215,7 @@ struct Probe::Impl {
       jit::FuseFrozenConvAddRelu(graph);  // what torch.jit.optimize_for_inference adds
       if (mkldnn) {
         jit::ConvertFrozenOpsToMKLDNN(graph);
-      } else {
+      } else if (cpu) {  // measured on a CPU only
         RewriteHalvingMaxPools(*graph);
       }
       DropUnneededClones(graph);
