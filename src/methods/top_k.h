@@ -51,7 +51,6 @@ struct LayerTopK {
   at::Tensor images;     // [U, k] image indices
   at::Tensor positions;  // [U, k] flat position in the map
   at::Tensor maps;       // [U, k, H*W] the units' maps on their top images, when keep_maps
-  at::Tensor batch_maxima;  // [B, U] the latest batch's map maxima (float, on the CPU)
   int64_t width = 0;
   bool keep_maps = false;
   bool identity = false;  // units are 0..U-1: the activations need no index_select
@@ -96,7 +95,6 @@ struct LayerTopK {
   // kept units' maps, `maxima` [B, U] float and `argmax` [B, U] int64 on the CPU.
   void Update(const at::Tensor& selected, const at::Tensor& image_indices, int64_t k, const at::Tensor& maxima,
               const at::Tensor& argmax) {
-    batch_maxima = maxima;
     const at::Tensor batch_values = maxima.t();
     const at::Tensor batch_images = image_indices.unsqueeze(0).expand_as(batch_values);
     const int64_t old_k = values.size(1);
