@@ -1,9 +1,13 @@
-// Objective expressions: parsing, round trips, errors; the diversity penalty.
+// Objective expressions: parsing, round trips, errors; the diversity penalty. Rotation's gradient.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/function.h>
+
+#include <cmath>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/optvis/objective.h"
+#include "cnnviz/optvis/transform.h"
 
 namespace cnnviz {
 namespace {
@@ -69,6 +73,38 @@ TEST(ObjectiveTest, DiversityIsLowForDifferentAndHighForEqualImages) {
   at::Tensor c = at::zeros({1, 4, 5, 5});
   c[0][1] = 1.0;
   EXPECT_NEAR(DiversityPenalty(at::cat({b, c}), 2)[0].item<float>(), 0.0f, 1e-6);
+}
+
+}  // namespace
+}  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// Rotation on a CPU runs ATen's forward with a backward of its own (the images' gradient only): the same
+// values, and the same gradient as ATen's backward to float rounding, with pixels falling outside.
+TEST(TransformTest, RotationGradientEqualsAtensOwn) {
+  at::manual_seed(9);
+  const at::Tensor base = at::rand({2, 3, 37, 45});
+  const at::Tensor upstream = at::randn({2, 3, 37, 45});
+  for (const double degrees : {7.0, -10.0, 90.0}) {
+    Rng rng(1);
+    const at::Tensor x = base.clone().requires_grad_(true);
+    const at::Tensor y = RandomRotate({degrees})(x, rng);
+    ASSERT_NE(y.grad_fn()->name().find("SampleImages"), std::string::npos) << y.grad_fn()->name();
+    y.backward(upstream);
+
+    const double radians = degrees * M_PI / 180.0, c = std::cos(radians), s = std::sin(radians);
+    const at::Tensor theta = at::tensor({c, -s, 0.0, s, c, 0.0}, base.options()).view({1, 2, 3}).expand({2, 2, 3});
+    const at::Tensor grid = at::affine_grid_generator(theta, base.sizes(), false);
+    const at::Tensor reference = base.clone().requires_grad_(true);
+    const at::Tensor expected = at::grid_sampler(reference, grid, 0, 0, false);
+    expected.backward(upstream);
+
+    EXPECT_TRUE(at::equal(y.detach(), expected.detach())) << degrees;
+    EXPECT_LT((x.grad() - reference.grad()).abs().max().item<double>(), 1e-5) << degrees;
+    EXPECT_GT(reference.grad().abs().sum().item<double>(), 1.0) << degrees;
+  }
 }
 
 }  // namespace
