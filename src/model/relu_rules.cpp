@@ -1,5 +1,6 @@
 #include "src/model/relu_rules.h"
 
+#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/library.h>
@@ -7,6 +8,8 @@
 #include <limits>
 #include <optional>
 #include <set>
+
+#include "src/model/conv_grad.h"
 
 namespace cnnviz::detail {
 namespace {
@@ -69,16 +72,104 @@ bool TakesSlowPath(const at::Tensor& input, const at::Tensor& weight, int64_t gr
          !(weight.size(2) == 1 && weight.size(3) == 1);
 }
 
-// Composite (autograd records the ops inside): when gradients are recorded, batch-1 inputs on the slow
-// path run doubled. Without gradients the plain convolution runs, so no-grad outputs stay bit-identical
-// to module.forward.
-at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  if (!at::GradMode::is_enabled() || !TakesSlowPath(input, weight, groups)) {
-    return at::conv2d(input, weight, bias, stride, padding, dilation, groups);
-  }
+at::Tensor PlainConv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!TakesSlowPath(input, weight, groups)) return at::conv2d(input, weight, bias, stride, padding, dilation, groups);
   return at::conv2d(input.expand({2, -1, -1, -1}), weight, bias, stride, padding, dilation, groups).narrow(0, 0, 1);
 }
+
+// The shape of a convolution whose input gradient detail::ConvInputGradient can compute, if it can.
+std::optional<ConvShape> FewChannelShape(const at::Tensor& input, const at::Tensor& weight,
+                                         const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!input.device().is_cpu() || input.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
+      input.dim() != 4 || weight.dim() != 4 || groups != 1 || !input.requires_grad() || weight.requires_grad() ||
+      (bias && bias->defined() && bias->requires_grad())) {
+    return std::nullopt;
+  }
+  if (stride.size() != 2 || padding.size() != 2 || dilation.size() != 2 || dilation[0] != 1 || dilation[1] != 1) {
+    return std::nullopt;
+  }
+  ConvShape shape;
+  shape.batch = input.size(0);
+  shape.in_channels = input.size(1);
+  shape.height = input.size(2);
+  shape.width = input.size(3);
+  shape.out_channels = weight.size(0);
+  shape.kernel_h = weight.size(2);
+  shape.kernel_w = weight.size(3);
+  shape.stride_h = stride[0];
+  shape.stride_w = stride[1];
+  shape.pad_h = padding[0];
+  shape.pad_w = padding[1];
+  shape.out_height = (shape.height + 2 * shape.pad_h - shape.kernel_h) / std::max<int64_t>(1, shape.stride_h) + 1;
+  shape.out_width = (shape.width + 2 * shape.pad_w - shape.kernel_w) / std::max<int64_t>(1, shape.stride_w) + 1;
+  if (weight.size(1) != shape.in_channels || shape.out_height <= 0 || shape.out_width <= 0 ||
+      !ConvInputGradientSupported(shape)) {
+    return std::nullopt;
+  }
+  return shape;
+}
+
+// A convolution of an image with few channels (a network's first layer) whose backward computes the
+// input's gradient with detail::ConvInputGradient instead of oneDNN (see src/model/conv_grad.h). Only
+// for frozen weights: the backward gives the input's gradient alone. When the backward itself is
+// recorded (double backward, e.g. Hessian-vector products), it runs as a transposed convolution, which
+// autograd can differentiate.
+class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding) {
+    ctx->saved_data["stride"] = stride.vec();
+    ctx->saved_data["padding"] = padding.vec();
+    ctx->saved_data["size"] = input.sizes().vec();
+    ctx->save_for_backward({weight});
+    // Not a view: autograd forbids in-place ops (relu_) on views made inside a custom function.
+    const at::Tensor output = PlainConv2d(input, weight, bias, stride, padding, {1, 1}, 1);
+    return output.is_view() ? output.clone() : output;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
+    const at::Tensor weight = ctx->get_saved_variables()[0];
+    const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
+    const std::vector<int64_t> size = ctx->saved_data["size"].toIntVector();
+    const at::Tensor& grad = grad_outputs[0];
+    at::Tensor grad_input;
+    if (at::GradMode::is_enabled()) {
+      std::vector<int64_t> output_padding(2);
+      for (int i = 0; i < 2; ++i) {
+        output_padding[i] = size[2 + i] - ((grad.size(2 + i) - 1) * stride[i] - 2 * padding[i] + weight.size(2 + i));
+      }
+      grad_input = at::conv_transpose2d(grad, weight, {}, stride, padding, output_padding);
+    } else {
+      ConvShape shape;
+      shape.batch = size[0];
+      shape.in_channels = size[1];
+      shape.height = size[2];
+      shape.width = size[3];
+      shape.out_channels = grad.size(1);
+      shape.out_height = grad.size(2);
+      shape.out_width = grad.size(3);
+      shape.kernel_h = weight.size(2);
+      shape.kernel_w = weight.size(3);
+      shape.stride_h = stride[0];
+      shape.stride_w = stride[1];
+      shape.pad_h = padding[0];
+      shape.pad_w = padding[1];
+      const at::Tensor grad_out = grad.contiguous(at::MemoryFormat::ChannelsLast);
+      const at::Tensor weight_t = weight.permute({2, 3, 1, 0}).contiguous();
+      grad_input = at::empty(size, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
+      const float* go = grad_out.data_ptr<float>();
+      const float* wt = weight_t.data_ptr<float>();
+      float* gi = grad_input.data_ptr<float>();
+      at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
+        ConvInputGradient(shape, go, wt, gi, begin, end);
+      });
+    }
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
 
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu_rule(Tensor x, int rule) -> Tensor", &ReluRule);
@@ -105,6 +196,15 @@ void ForEachNode(jit::Block* block, const Visit& visit) {
 }
 
 }  // namespace
+
+at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!at::GradMode::is_enabled()) return at::conv2d(input, weight, bias, stride, padding, dilation, groups);
+  if (FewChannelShape(input, weight, bias, stride, padding, dilation, groups)) {
+    return FewChannelConvFunction::apply(input, weight, bias, stride, padding);
+  }
+  return PlainConv2d(input, weight, bias, stride, padding, dilation, groups);
+}
 
 std::vector<std::string> RewriteRelus(jit::Graph& graph, jit::Value* rule) {
   static const std::set<std::string> kUntouched = {"aten::leaky_relu", "aten::leaky_relu_", "aten::threshold",

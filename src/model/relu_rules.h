@@ -24,4 +24,13 @@ std::vector<std::string> RewriteRelus(torch::jit::Graph& graph, torch::jit::Valu
 // 1.7e-2 relative there). Returns the number of convolutions replaced.
 int RewriteSmallBatchConvolutions(torch::jit::Graph& graph);
 
+// cnnviz::conv2d, the op RewriteSmallBatchConvolutions inserts. Composite (autograd records the ops inside):
+// while gradients are recorded, batch-1 inputs on the slow path run doubled, and a CPU convolution of an
+// input with 1 or 3 channels, whose weights need no gradient, computes the input's gradient with
+// detail::ConvInputGradient (src/model/conv_grad.h) instead of oneDNN; a recorded backward (double
+// backward) runs as a transposed convolution instead. Without gradients the plain convolution runs, so
+// no-grad outputs stay bit-identical to module.forward.
+at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+
 }  // namespace cnnviz::detail

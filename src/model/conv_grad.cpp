@@ -1,0 +1,221 @@
+#include "src/model/conv_grad.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CNNVIZ_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CNNVIZ_VECTOR_CLONES
+#endif
+#if defined(__GNUC__)
+#define CNNVIZ_INLINE inline __attribute__((always_inline))
+#else
+#define CNNVIZ_INLINE inline
+#endif
+
+// Every function taking or returning the vector types below is inlined: their calling convention does not
+// matter.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace cnnviz::detail {
+namespace {
+
+constexpr int64_t kMaxKernel = 16;
+
+// The output columns one input column's taps reach: (offset into the transposed weight, offset into an
+// output row), for each input column; and whether the next columns of the same phase (x + stride, ...)
+// have the same taps, each one output column further on.
+struct ColumnTaps {
+  std::vector<int64_t> begin;  // width + 1 entries into weight / out
+  std::vector<int64_t> weight;
+  std::vector<int64_t> out;
+  std::vector<char> same_as_next;  // column x + stride has column x's taps, shifted by one output column
+};
+
+ColumnTaps TapsOfColumns(const ConvShape& s) {
+  ColumnTaps taps;
+  taps.begin.push_back(0);
+  for (int64_t x = 0; x < s.width; ++x) {
+    for (int64_t kx = 0; kx < s.kernel_w; ++kx) {
+      const int64_t at = x + s.pad_w - kx;
+      if (at < 0 || at % s.stride_w != 0 || at / s.stride_w >= s.out_width) continue;
+      taps.weight.push_back(kx * s.in_channels * s.out_channels);
+      taps.out.push_back(at / s.stride_w * s.out_channels);
+    }
+    taps.begin.push_back(static_cast<int64_t>(taps.weight.size()));
+  }
+  taps.same_as_next.assign(s.width, 0);
+  for (int64_t x = 0; x + s.stride_w < s.width; ++x) {
+    const int64_t next = x + s.stride_w;
+    bool same = taps.begin[x + 1] - taps.begin[x] == taps.begin[next + 1] - taps.begin[next];
+    for (int64_t t = 0; same && t < taps.begin[x + 1] - taps.begin[x]; ++t) {
+      same = taps.weight[taps.begin[x] + t] == taps.weight[taps.begin[next] + t] &&
+             taps.out[taps.begin[x] + t] + s.out_channels == taps.out[taps.begin[next] + t];
+    }
+    taps.same_as_next[x] = same;
+  }
+  return taps;
+}
+
+// Sixteen floats: one AVX-512 register, two AVX2 ones, four SSE ones (GCC's vector extension lowers it to
+// what each clone has). Variables of this type stay in registers, where a float array would not.
+typedef float Vec16 __attribute__((vector_size(64)));
+typedef float Vec8 __attribute__((vector_size(32)));
+typedef float Vec4 __attribute__((vector_size(16)));
+
+CNNVIZ_INLINE Vec16 Load(const float* p) {
+  Vec16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+CNNVIZ_INLINE float Sum(const Vec16& v) {
+  const Vec8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                 __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const Vec4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+// P columns of one phase (x, x + stride, ...) with the same taps at once: P * C * O / 16 independent
+// accumulators in registers, so that the sums over taps do not wait on each other. Returns the sums.
+template <int C, int O, int P>
+CNNVIZ_INLINE void Columns(const ColumnTaps& taps, int64_t x, const float* const* rows,
+                           const float* const* row_weights, int rows_used, float sums[P][C]) {
+  constexpr int V = O / 16;
+  Vec16 acc[P][C][V];
+#pragma GCC unroll 64
+  for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 64
+    for (int c = 0; c < C; ++c) {
+#pragma GCC unroll 64
+      for (int v = 0; v < V; ++v) acc[p][c][v] = Vec16{};
+    }
+  }
+  for (int r = 0; r < rows_used; ++r) {
+    for (int64_t t = taps.begin[x]; t < taps.begin[x + 1]; ++t) {
+      const float* g = rows[r] + taps.out[t];
+      const float* w = row_weights[r] + taps.weight[t];
+#pragma GCC unroll 64
+      for (int v = 0; v < V; ++v) {
+        Vec16 grads[P];
+#pragma GCC unroll 64
+        for (int p = 0; p < P; ++p) grads[p] = Load(g + p * O + v * 16);
+#pragma GCC unroll 64
+        for (int c = 0; c < C; ++c) {
+          const Vec16 weight = Load(w + c * O + v * 16);
+#pragma GCC unroll 64
+          for (int p = 0; p < P; ++p) acc[p][c][v] += grads[p] * weight;
+        }
+      }
+    }
+  }
+#pragma GCC unroll 64
+  for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 64
+    for (int c = 0; c < C; ++c) {
+      Vec16 total = acc[p][c][0];
+#pragma GCC unroll 64
+      for (int v = 1; v < V; ++v) total += acc[p][c][v];
+      sums[p][c] = Sum(total);
+    }
+  }
+}
+
+template <int C, int O>
+CNNVIZ_INLINE void Gradient(const ConvShape& s, const ColumnTaps& taps, const float* grad_out, const float* weight_t,
+                            float* grad_in, int64_t begin, int64_t end) {
+  // P * C * O / 16 accumulators (24 for 3 channels) and P loaded gradients: AVX-512's 32 registers.
+  // Measured on 4 images of 140x140, 1 thread: P = 8 against 4 columns at a time, 0.63 ms against 0.78 ms
+  // for the bundled model's conv1; P = 2 against 1, 4.4 ms against 4.8 ms for resnet18's.
+  constexpr int P = 128 / O;
+  const int64_t row_stride = s.out_width * O;
+  for (int64_t n = begin; n < end; ++n) {
+    for (int64_t y = 0; y < s.height; ++y) {
+      const float* rows[kMaxKernel];
+      const float* row_weights[kMaxKernel];
+      int rows_used = 0;
+      for (int64_t ky = 0; ky < s.kernel_h; ++ky) {
+        const int64_t at = y + s.pad_h - ky;
+        if (at < 0 || at % s.stride_h != 0 || at / s.stride_h >= s.out_height) continue;
+        rows[rows_used] = grad_out + (n * s.out_height + at / s.stride_h) * row_stride;
+        row_weights[rows_used] = weight_t + ky * s.kernel_w * C * O;
+        ++rows_used;
+      }
+      float* out = grad_in + (n * s.height + y) * s.width * C;
+      for (int64_t phase = 0; phase < std::min(s.stride_w, s.width); ++phase) {
+        int64_t x = phase;
+        while (x < s.width) {
+          bool group = P > 1;
+          for (int p = 0; group && p + 1 < P; ++p) {
+            group = x + p * s.stride_w < s.width && taps.same_as_next[x + p * s.stride_w];
+          }
+          if (group) {
+            float sums[P][C];
+            Columns<C, O, P>(taps, x, rows, row_weights, rows_used, sums);
+            for (int p = 0; p < P; ++p) {
+              for (int c = 0; c < C; ++c) out[(x + p * s.stride_w) * C + c] = sums[p][c];
+            }
+            x += P * s.stride_w;
+          } else {
+            float sums[1][C];
+            Columns<C, O, 1>(taps, x, rows, row_weights, rows_used, sums);
+            for (int c = 0; c < C; ++c) out[x * C + c] = sums[0][c];
+            x += s.stride_w;
+          }
+        }
+      }
+    }
+  }
+}
+
+#define CNNVIZ_GRADIENT(C, O)                                                                                   \
+  CNNVIZ_VECTOR_CLONES void Gradient##C##x##O(const ConvShape& s, const ColumnTaps& taps, const float* grad_out, \
+                                              const float* weight_t, float* grad_in, int64_t begin, int64_t end) { \
+    Gradient<C, O>(s, taps, grad_out, weight_t, grad_in, begin, end);                                          \
+  }
+CNNVIZ_GRADIENT(1, 16)
+CNNVIZ_GRADIENT(1, 32)
+CNNVIZ_GRADIENT(1, 64)
+CNNVIZ_GRADIENT(1, 128)
+CNNVIZ_GRADIENT(3, 16)
+CNNVIZ_GRADIENT(3, 32)
+CNNVIZ_GRADIENT(3, 64)
+CNNVIZ_GRADIENT(3, 128)
+#undef CNNVIZ_GRADIENT
+
+using GradientLoop = void (*)(const ConvShape&, const ColumnTaps&, const float*, const float*, float*, int64_t,
+                              int64_t);
+
+GradientLoop LoopFor(int64_t in_channels, int64_t out_channels) {
+  struct Entry {
+    int64_t c, o;
+    GradientLoop loop;
+  };
+  static const Entry kLoops[] = {{1, 16, Gradient1x16},   {1, 32, Gradient1x32},
+                                 {1, 64, Gradient1x64}, {1, 128, Gradient1x128},
+                                 {3, 16, Gradient3x16}, {3, 32, Gradient3x32},   {3, 64, Gradient3x64},
+                                 {3, 128, Gradient3x128}};
+  for (const Entry& entry : kLoops) {
+    if (entry.c == in_channels && entry.o == out_channels) return entry.loop;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool ConvInputGradientSupported(const ConvShape& shape) {
+  return shape.kernel_h <= kMaxKernel && shape.stride_h > 0 && shape.stride_w > 0 &&
+         LoopFor(shape.in_channels, shape.out_channels) != nullptr;
+}
+
+bool ConvInputGradient(const ConvShape& shape, const float* grad_out, const float* weight_t, float* grad_in,
+                       int64_t begin, int64_t end) {
+  if (!ConvInputGradientSupported(shape)) return false;
+  LoopFor(shape.in_channels, shape.out_channels)(shape, TapsOfColumns(shape), grad_out, weight_t, grad_in, begin,
+                                                 end);
+  return true;
+}
+
+}  // namespace cnnviz::detail

@@ -1,0 +1,103 @@
+// cnnviz::conv2d's own input gradient for images with few channels (src/model/conv_grad.h) against ATen's
+// convolution backward: the bundled model's and the torchvision first layers' shapes, odd sizes, borders
+// that only some taps reach, layouts, and the double backward that Hessian-vector products take.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <tuple>
+#include <vector>
+
+#include "src/model/conv_grad.h"
+#include "src/model/relu_rules.h"
+#include "test_util.h"
+
+namespace cnnviz {
+namespace {
+
+struct Case {
+  int64_t channels, out_channels, kernel, stride, padding, height, width;
+};
+
+// The input gradient of sum(conv(x) * weights) through cnnviz::conv2d and through ATen.
+std::pair<at::Tensor, at::Tensor> Gradients(const Case& c, int64_t batch, bool channels_last, uint64_t seed) {
+  at::manual_seed(seed);
+  at::Tensor x = at::randn({batch, c.channels, c.height, c.width});
+  if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor weight = at::randn({c.out_channels, c.channels, c.kernel, c.kernel});
+  const at::Tensor bias = at::randn({c.out_channels});
+  const std::vector<int64_t> stride{c.stride, c.stride}, padding{c.padding, c.padding}, dilation{1, 1};
+  at::Tensor ours_x = x.detach().requires_grad_(true);
+  const at::Tensor ours = detail::Conv2d(ours_x, weight, bias, stride, padding, dilation, 1);
+  const at::Tensor seeds = at::randn_like(ours);
+  (ours * seeds).sum().backward();
+  at::Tensor aten_x = x.detach().requires_grad_(true);
+  const at::Tensor expected = at::conv2d(aten_x, weight, bias, stride, padding, dilation, 1);
+  EXPECT_TRUE(at::equal(ours, expected)) << "the forward is ATen's own";
+  (expected * seeds).sum().backward();
+  return {ours_x.grad(), aten_x.grad()};
+}
+
+TEST(ConvGradTest, FirstLayerInputGradientsEqualAtensOwn) {
+  const std::vector<Case> cases = {
+      {3, 16, 3, 1, 1, 37, 29},    // the bundled model's conv1
+      {3, 64, 7, 2, 3, 45, 38},    // resnet18, googlenet: 7x7, stride 2, odd and even sizes
+      {3, 64, 11, 4, 2, 67, 63},   // alexnet: 11x11, stride 4, columns no tap reaches on the right
+      {3, 32, 3, 2, 1, 33, 32},    // mobilenet_v2: 3x3, stride 2
+      {3, 64, 3, 1, 1, 20, 21},    // vgg16
+      {1, 8, 5, 1, 0, 19, 17},     // grayscale, no padding
+      {3, 128, 4, 3, 2, 26, 25},   // even kernel, stride not dividing the size
+  };
+  for (const Case& c : cases) {
+    for (const bool channels_last : {false, true}) {
+      const auto [ours, expected] = Gradients(c, 3, channels_last, 7 + c.kernel);
+      EXPECT_LE(test::RelativeError(ours, expected), 1e-5)
+          << c.channels << "->" << c.out_channels << " k" << c.kernel << " s" << c.stride << " nhwc " << channels_last;
+    }
+  }
+}
+
+TEST(ConvGradTest, OnlyFewChannelInputsWithFrozenWeightsTakeTheLoop) {
+  detail::ConvShape shape;
+  shape.in_channels = 3;
+  shape.out_channels = 16;
+  shape.kernel_h = shape.kernel_w = 3;
+  EXPECT_TRUE(detail::ConvInputGradientSupported(shape));
+  shape.out_channels = 24;  // not a power of two: ATen's backward
+  EXPECT_FALSE(detail::ConvInputGradientSupported(shape));
+  shape.out_channels = 16;
+  shape.in_channels = 16;  // a deeper layer: oneDNN is fast there
+  EXPECT_FALSE(detail::ConvInputGradientSupported(shape));
+
+  // Weights that need a gradient get ATen's backward, which gives it.
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({2, 3, 12, 12}).requires_grad_(true);
+  const at::Tensor weight = at::randn({16, 3, 3, 3}).requires_grad_(true);
+  detail::Conv2d(x, weight, {}, {1, 1}, {1, 1}, {1, 1}, 1).square().sum().backward();
+  ASSERT_TRUE(weight.grad().defined());
+  const at::Tensor w = weight.detach().requires_grad_(true);
+  at::conv2d(x.detach(), w, {}, {1, 1}, {1, 1}).square().sum().backward();
+  EXPECT_LE(test::RelativeError(weight.grad(), w.grad()), 1e-5);
+}
+
+TEST(ConvGradTest, DoubleBackwardThroughTheLoopsConvolutionIsExact) {
+  // A Hessian-vector product of sum(tanh(conv(x))): the recorded backward must be differentiable.
+  at::manual_seed(5);
+  const at::Tensor x0 = at::randn({2, 3, 15, 14});
+  const at::Tensor weight = at::randn({64, 3, 7, 7}).mul(0.1);
+  const at::Tensor v = at::randn_like(x0);
+  auto hvp = [&](bool ours) {
+    at::Tensor x = x0.clone().requires_grad_(true);
+    const at::Tensor y = ours ? detail::Conv2d(x, weight, {}, {2, 2}, {3, 3}, {1, 1}, 1)
+                              : at::conv2d(x, weight, {}, {2, 2}, {3, 3});
+    const at::Tensor g = torch::autograd::grad({y.tanh().sum()}, {x}, {}, true, true)[0];
+    return torch::autograd::grad({(g * v).sum()}, {x})[0];
+  };
+  const at::Tensor expected = hvp(false);
+  EXPECT_GT(expected.abs().max().item<double>(), 0.0);
+  EXPECT_LE(test::RelativeError(hvp(true), expected), 1e-5);
+}
+
+}  // namespace
+}  // namespace cnnviz
