@@ -119,7 +119,7 @@ struct Probe::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     auto& slot = views[key.str()];
     if (!slot) {
-      slot = Compile(sites, spec.output, rules, spec.inference);
+      slot = Compile(sites, spec.output, rules, spec.inference, probe.model().device().is_cpu());
       if (spec.inference) {
         Freeze(*slot, probe.model().module(), /*mkldnn=*/!spec.channels_last, probe.model().device().is_cpu());
       }
@@ -227,7 +227,8 @@ struct Probe::Impl {
     }
   }
 
-  std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules, bool inference) const {
+  std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules, bool inference,
+                                bool cpu) const {
     auto view = std::make_shared<View>();
     view->rules = rules;
     std::shared_ptr<jit::Graph> graph = tap_graph.graph->copy();
@@ -261,6 +262,7 @@ struct Probe::Impl {
     if (!keep_output) jit::EliminateExceptions(graph);
     jit::ConstantPropagation(graph);
     jit::EliminateDeadCode(graph);
+    if (!inference && !rules && cpu) detail::RewriteReluMaxPools(*graph);  // measured on a CPU only
     view->graph = graph;
     view->function = std::make_unique<jit::GraphFunction>("cnnviz_view", graph, nullptr);
     return view;

@@ -9,7 +9,7 @@
 #include <optional>
 #include <set>
 
-#include "src/model/conv_grad.h"
+#include "src/model/cpu_loops.h"
 
 namespace cnnviz::detail {
 namespace {
@@ -112,7 +112,7 @@ std::optional<ConvShape> FewChannelShape(const at::Tensor& input, const at::Tens
 }
 
 // A convolution of an image with few channels (a network's first layer) whose backward computes the
-// input's gradient with detail::ConvInputGradient instead of oneDNN (see src/model/conv_grad.h). Only
+// input's gradient with detail::ConvInputGradient instead of oneDNN (see src/model/cpu_loops.h). Only
 // for frozen weights: the backward gives the input's gradient alone. When the backward itself is
 // recorded (double backward, e.g. Hessian-vector products), it runs as a transposed convolution, which
 // autograd can differentiate.
@@ -171,12 +171,62 @@ class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFu
   }
 };
 
+// relu then 2x2, stride-2 max pooling, as one op on a CPU while gradients are recorded (see
+// RewriteReluMaxPools). Saves its input and output; the backward recomputes which position took each
+// window and writes the whole input gradient in one pass (ATen's writes zeros, scatters, then masks).
+class ReluMaxPoolFunction : public torch::autograd::Function<ReluMaxPoolFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input) {
+    const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    at::Tensor out = at::empty({n, c, h / 2, w / 2}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const float* in = x.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) { ReluMaxPool2x2(in, h, w, c, o, begin, end); });
+    ctx->save_for_backward({x, out});
+    return out;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& out = saved[1];
+    if (at::GradMode::is_enabled()) {  // a recorded backward: ATen's ops, which autograd can differentiate
+      at::Tensor relu = at::relu(x);
+      auto [pooled, indices] = at::max_pool2d_with_indices(relu, {2, 2}, {2, 2});
+      at::Tensor grad = at::max_pool2d_with_indices_backward(grad_outputs[0], relu, {2, 2}, {2, 2}, {0, 0}, {1, 1},
+                                                             false, indices);
+      return {at::threshold_backward(grad, relu, 0)};
+    }
+    const at::Tensor grad_out = grad_outputs[0].contiguous(at::MemoryFormat::ChannelsLast);
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    at::Tensor grad_in = at::empty_like(x, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const float* in = x.data_ptr<float>();
+    const float* o = out.data_ptr<float>();
+    const float* go = grad_out.data_ptr<float>();
+    float* gi = grad_in.data_ptr<float>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      ReluMaxPool2x2Backward(in, o, go, h, w, c, gi, begin, end);
+    });
+    return {grad_in};
+  }
+};
+
+at::Tensor ReluMaxPool2x2Op(const at::Tensor& input) {
+  if (!at::GradMode::is_enabled() || !input.device().is_cpu() || input.scalar_type() != at::kFloat ||
+      input.dim() != 4 || input.size(2) < 2 || input.size(3) < 2) {
+    return at::max_pool2d(at::relu(input), {2, 2}, {2, 2});
+  }
+  return ReluMaxPoolFunction::apply(input);
+}
+
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu_rule(Tensor x, int rule) -> Tensor", &ReluRule);
   m.def("clamp_rule(Tensor x, float low, float high, int rule) -> Tensor", &ClampRule);
   m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups) "
         "-> Tensor",
         &Conv2d);
+  m.def("relu_max_pool2x2(Tensor x) -> Tensor", &ReluMaxPool2x2Op);
 }
 
 std::optional<double> ConstantDouble(jit::Value* value) {
@@ -285,6 +335,42 @@ int RewriteSmallBatchConvolutions(jit::Graph& graph) {
     ++replaced;
   }
   return replaced;
+}
+
+int RewriteReluMaxPools(jit::Graph& graph) {
+  static const c10::Symbol kReluMaxPool = c10::Symbol::fromQualString("cnnviz::relu_max_pool2x2");
+  auto int_list = [](jit::Value* value) -> std::optional<std::vector<int64_t>> {
+    const auto constant = jit::toIValue(value);
+    if (!constant || !constant->isIntList()) return std::nullopt;
+    return constant->toIntVector();
+  };
+  const std::vector<int64_t> two{2, 2};
+  std::vector<jit::Node*> pools;
+  for (jit::Node* node : graph.nodes()) {  // the top-level block only
+    if (node->kind() != c10::aten::max_pool2d || node->inputs().size() != 6) continue;
+    const auto kernel = int_list(node->input(1)), stride = int_list(node->input(2));
+    const auto ceil = jit::toIValue(node->input(5));
+    if (kernel != two || !stride || !(stride->empty() || *stride == two) ||
+        int_list(node->input(3)) != std::vector<int64_t>{0, 0} || int_list(node->input(4)) != std::vector<int64_t>{1, 1} ||
+        !ceil || !ceil->isBool() || ceil->toBool()) {
+      continue;
+    }
+    jit::Node* relu = node->input(0)->node();
+    const bool in_place = relu->kind() == c10::aten::relu_;
+    if (relu->kind() != c10::aten::relu && !in_place) continue;
+    if (relu->owningBlock() != node->owningBlock() || relu->output()->uses().size() != 1) continue;
+    // relu_ changes its input: only when nothing else reads that input.
+    if (in_place && relu->input(0)->uses().size() != 1) continue;
+    pools.push_back(node);
+  }
+  for (jit::Node* node : pools) {
+    jit::Node* relu = node->input(0)->node();
+    jit::WithInsertPoint guard(node);
+    node->output()->replaceAllUsesWith(graph.insert(kReluMaxPool, {relu->input(0)}));
+    node->destroy();
+    relu->destroy();
+  }
+  return static_cast<int>(pools.size());
 }
 
 }  // namespace cnnviz::detail

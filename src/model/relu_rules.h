@@ -24,10 +24,18 @@ std::vector<std::string> RewriteRelus(torch::jit::Graph& graph, torch::jit::Valu
 // 1.7e-2 relative there). Returns the number of convolutions replaced.
 int RewriteSmallBatchConvolutions(torch::jit::Graph& graph);
 
+// Replaces relu (or relu_) followed by 2x2, stride-2 max pooling (no padding, dilation 1, floor mode)
+// by cnnviz::relu_max_pool2x2, where nothing else reads the relu's output (or, for relu_, its input).
+// While gradients are recorded on a CPU, that op computes both in one pass over channels-last maps and
+// its backward writes the input gradient in one more (src/model/cpu_loops.h); anywhere else it runs
+// ATen's relu and max_pool2d. Values and gradients equal ATen's exactly. For CPU views that take
+// gradients under the plain rule. Returns the number of pairs replaced.
+int RewriteReluMaxPools(torch::jit::Graph& graph);
+
 // cnnviz::conv2d, the op RewriteSmallBatchConvolutions inserts. Composite (autograd records the ops inside):
 // while gradients are recorded, batch-1 inputs on the slow path run doubled, and a CPU convolution of an
 // input with 1 or 3 channels, whose weights need no gradient, computes the input's gradient with
-// detail::ConvInputGradient (src/model/conv_grad.h) instead of oneDNN; a recorded backward (double
+// detail::ConvInputGradient (src/model/cpu_loops.h) instead of oneDNN; a recorded backward (double
 // backward) runs as a transposed convolution instead. Without gradients the plain convolution runs, so
 // no-grad outputs stay bit-identical to module.forward.
 at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,

@@ -1,7 +1,7 @@
-// The input gradient of a convolution with few input channels, on plain float arrays (private header; no
-// LibTorch here, so it compiles fast and the compiler sees the loops whole).
+// Loops on plain float arrays for the CPU ops of views that take gradients (private header; no LibTorch
+// here, so it compiles fast and the compiler sees the loops whole). See src/model/relu_rules.h for the ops.
 //
-// oneDNN computes this gradient as a transposed convolution whose output has only the image's 3
+// The input gradient of a convolution with few input channels: oneDNN computes this gradient as a transposed convolution whose output has only the image's 3
 // channels, and runs it at a fifth of the forward's speed: 1.91 ms against 0.38 ms for the bundled
 // model's conv1 (3->16, 3x3) on 4 images of 140x140, and 8.05 ms against 1.42 ms for resnet18's conv1
 // (3->64, 7x7, stride 2), 1 thread. The loop below gathers, for each input pixel, the output positions
@@ -31,5 +31,17 @@ bool ConvInputGradientSupported(const ConvShape& shape);
 // Returns false, writing nothing, when the shape is not supported.
 bool ConvInputGradient(const ConvShape& shape, const float* grad_out, const float* weight_t, float* grad_in,
                        int64_t begin, int64_t end);
+
+// ReLU followed by 2x2 max pooling with stride 2 (floor mode), on channels-last maps: x [images, height,
+// width, channels] -> out [images, height / 2, width / 2, channels]. The values equal ATen's relu then
+// max_pool2d exactly (relu commutes with max). Images [begin, end).
+void ReluMaxPool2x2(const float* x, int64_t height, int64_t width, int64_t channels, float* out,
+                    int64_t begin, int64_t end);
+
+// Its input gradient, from x, out and grad_out (out's shape): each window's gradient goes to the position
+// ATen's max_pool2d picks (the first maximum in row-major order, or the last NaN), if the window's
+// maximum is above 0 (or NaN), as relu's backward has it; rows and columns floor mode drops get 0.
+void ReluMaxPool2x2Backward(const float* x, const float* out, const float* grad_out, int64_t height, int64_t width,
+                            int64_t channels, float* grad_in, int64_t begin, int64_t end);
 
 }  // namespace cnnviz::detail

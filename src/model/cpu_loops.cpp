@@ -1,4 +1,4 @@
-#include "src/model/conv_grad.h"
+#include "src/model/cpu_loops.h"
 
 #include <algorithm>
 #include <cstring>
@@ -203,7 +203,99 @@ GradientLoop LoopFor(int64_t in_channels, int64_t out_channels) {
   return nullptr;
 }
 
+// ATen's max pooling keeps a later value when it is larger or NaN.
+CNNVIZ_INLINE float Later(float value, float best) { return (value > best || value != value) ? value : best; }
+
+// One window's gradient for `channels` channels: without NaN, the first position holding the maximum
+// takes it, if the maximum is above 0 (selects only, so the loop vectorizes); a window whose maximum is
+// NaN (nothing matched it) gives it to its last NaN.
+CNNVIZ_INLINE void WindowGradient(const float* __restrict a, const float* __restrict b, const float* __restrict c,
+                                  const float* __restrict d, const float* __restrict best_of,
+                                  const float* __restrict grad_out, float* __restrict ga, float* __restrict gb,
+                                  float* __restrict gc, float* __restrict gd, int64_t channels) {
+  for (int64_t k = 0; k < channels; ++k) {
+    const float best = best_of[k];
+    float left = best > 0.0f ? grad_out[k] : 0.0f;
+    ga[k] = a[k] == best ? left : 0.0f;
+    left = a[k] == best ? 0.0f : left;
+    gb[k] = b[k] == best ? left : 0.0f;
+    left = b[k] == best ? 0.0f : left;
+    gc[k] = c[k] == best ? left : 0.0f;
+    left = c[k] == best ? 0.0f : left;
+    gd[k] = d[k] == best ? left : 0.0f;
+  }
+  int nans = 0;
+  for (int64_t k = 0; k < channels; ++k) nans += best_of[k] != best_of[k];
+  if (nans == 0) return;
+  for (int64_t k = 0; k < channels; ++k) {
+    if (best_of[k] == best_of[k]) continue;
+    float* taker = d[k] != d[k] ? gd : c[k] != c[k] ? gc : b[k] != b[k] ? gb : ga;
+    taker[k] = grad_out[k];
+  }
+}
+
+CNNVIZ_INLINE void ReluMaxPoolRows(const float* x, int64_t height, int64_t width, int64_t channels, float* out,
+                                          int64_t begin, int64_t end) {
+  const int64_t out_h = height / 2, out_w = width / 2;
+  for (int64_t n = begin; n < end; ++n) {
+    for (int64_t i = 0; i < out_h; ++i) {
+      for (int64_t j = 0; j < out_w; ++j) {
+        const float* a = x + ((n * height + 2 * i) * width + 2 * j) * channels;
+        const float* b = a + channels;
+        const float* c = a + width * channels;
+        const float* d = c + channels;
+        float* o = out + ((n * out_h + i) * out_w + j) * channels;
+        for (int64_t k = 0; k < channels; ++k) {
+          const float best = Later(d[k], Later(c[k], Later(b[k], a[k])));
+          o[k] = (best > 0.0f || best != best) ? best : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+CNNVIZ_INLINE void ReluMaxPoolBackwardRows(const float* x, const float* out, const float* grad_out,
+                                                  int64_t height, int64_t width, int64_t channels, float* grad_in,
+                                                  int64_t begin, int64_t end) {
+  const int64_t out_h = height / 2, out_w = width / 2;
+  for (int64_t n = begin; n < end; ++n) {
+    float* image = grad_in + n * height * width * channels;
+    if (height % 2) std::memset(image + (height - 1) * width * channels, 0, sizeof(float) * width * channels);
+    for (int64_t i = 0; i < out_h; ++i) {
+      for (int64_t j = 0; j < out_w; ++j) {
+        const int64_t at = ((n * height + 2 * i) * width + 2 * j) * channels;
+        const float* a = x + at;
+        const float* b = a + channels;
+        const float* c = a + width * channels;
+        const float* d = c + channels;
+        float* ga = grad_in + at;
+        float* gb = ga + channels;
+        float* gc = ga + width * channels;
+        float* gd = gc + channels;
+        const int64_t o = ((n * out_h + i) * out_w + j) * channels;
+        WindowGradient(a, b, c, d, out + o, grad_out + o, ga, gb, gc, gd, channels);
+      }
+      if (width % 2) {
+        for (int64_t row : {2 * i, 2 * i + 1}) {
+          std::memset(image + (row * width + width - 1) * channels, 0, sizeof(float) * channels);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+CNNVIZ_VECTOR_CLONES void ReluMaxPool2x2(const float* x, int64_t height, int64_t width, int64_t channels, float* out,
+                                          int64_t begin, int64_t end) {
+  ReluMaxPoolRows(x, height, width, channels, out, begin, end);
+}
+
+CNNVIZ_VECTOR_CLONES void ReluMaxPool2x2Backward(const float* x, const float* out, const float* grad_out, int64_t height,
+                                                  int64_t width, int64_t channels, float* grad_in, int64_t begin,
+                                                  int64_t end) {
+  ReluMaxPoolBackwardRows(x, out, grad_out, height, width, channels, grad_in, begin, end);
+}
 
 bool ConvInputGradientSupported(const ConvShape& shape) {
   return shape.kernel_h <= kMaxKernel && shape.stride_h > 0 && shape.stride_w > 0 &&

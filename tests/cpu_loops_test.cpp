@@ -1,15 +1,19 @@
-// cnnviz::conv2d's own input gradient for images with few channels (src/model/conv_grad.h) against ATen's
-// convolution backward: the bundled model's and the torchvision first layers' shapes, odd sizes, borders
-// that only some taps reach, layouts, and the double backward that Hessian-vector products take.
+// The CPU loops behind the custom ops of views that take gradients (src/model/cpu_loops.h) against ATen:
+// cnnviz::conv2d's own input gradient for images with few channels, on the bundled model's and the
+// torchvision first layers' shapes, odd sizes, borders that only some taps reach, layouts, and the double
+// backward that Hessian-vector products take; cnnviz::relu_max_pool2x2 on odd sizes, ties and NaNs.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/csrc/jit/ir/irparser.h>
+#include <torch/script.h>
 
 #include <tuple>
 #include <vector>
 
-#include "src/model/conv_grad.h"
+#include "src/model/cpu_loops.h"
 #include "src/model/relu_rules.h"
 #include "test_util.h"
 
@@ -97,6 +101,74 @@ TEST(ConvGradTest, DoubleBackwardThroughTheLoopsConvolutionIsExact) {
   const at::Tensor expected = hvp(false);
   EXPECT_GT(expected.abs().max().item<double>(), 0.0);
   EXPECT_LE(test::RelativeError(hvp(true), expected), 1e-5);
+}
+
+at::Tensor ReluMaxPool(const at::Tensor& x) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("cnnviz::relu_max_pool2x2", "")
+                             .typed<at::Tensor(const at::Tensor&)>();
+  return op.call(x);
+}
+
+TEST(ReluMaxPoolTest, ValuesAndGradientsEqualAtensReluThenMaxPoolExactly) {
+  for (const auto& [height, width] : {std::pair<int64_t, int64_t>{8, 8}, {9, 7}, {3, 2}}) {
+    for (const int64_t channels : {1, 16, 37}) {
+      for (const bool channels_last : {true, false}) {
+        at::manual_seed(height * 100 + channels);
+        // A coarse grid: ties within windows, at 0 and above it.
+        at::Tensor x = at::randn({3, channels, height, width}).mul(2).round().div(2);
+        x.select(1, 0).select(1, 0).select(1, 0).fill_(NAN);  // a NaN in one window of every image
+        x.select(1, 0).select(1, 1).select(1, 1).fill_(NAN);  // and a second one in that window
+        if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor seeds = at::randn({3, channels, height / 2, width / 2});
+        at::Tensor ours_x = x.detach().requires_grad_(true);
+        const at::Tensor ours = ReluMaxPool(ours_x);
+        (ours * seeds).nan_to_num(0).sum().backward();
+        at::Tensor aten_x = x.detach().requires_grad_(true);
+        const at::Tensor expected = at::max_pool2d(at::relu(aten_x), {2, 2}, {2, 2});
+        (expected * seeds).nan_to_num(0).sum().backward();
+        const std::string where = std::to_string(height) + "x" + std::to_string(width) + "x" +
+                                  std::to_string(channels) + (channels_last ? " nhwc" : " nchw");
+        EXPECT_TRUE(at::equal(ours.nan_to_num(-7), expected.nan_to_num(-7))) << where;
+        EXPECT_TRUE(at::equal(ours_x.grad().nan_to_num(-7), aten_x.grad().nan_to_num(-7))) << where;
+        // (Windows holding a NaN pass no gradient through nan_to_num; one channel of 3x2 is all such.)
+        if (channels > 1) EXPECT_GT(ours_x.grad().abs().sum().item<double>(), 0.0) << where;
+      }
+    }
+  }
+  // Without gradients, and for the recorded backward, the op is ATen's own.
+  at::NoGradGuard no_grad;
+  const at::Tensor x = at::randn({2, 4, 6, 6});
+  EXPECT_TRUE(at::equal(ReluMaxPool(x), at::max_pool2d(at::relu(x), {2, 2}, {2, 2})));
+}
+
+TEST(ReluMaxPoolTest, TheRewriteLeavesReluOutputsOthersReadAlone) {
+  auto graph = std::make_shared<torch::jit::Graph>();
+  torch::jit::parseIR(R"IR(
+graph(%x : Tensor, %y : Tensor):
+  %k : int[] = prim::Constant[value=[2, 2]]()
+  %s : int[] = prim::Constant[value=[2, 2]]()
+  %p : int[] = prim::Constant[value=[0, 0]]()
+  %d : int[] = prim::Constant[value=[1, 1]]()
+  %f : bool = prim::Constant[value=0]()
+  %a : Tensor = aten::relu_(%x)
+  %b : Tensor = aten::max_pool2d(%a, %k, %s, %p, %d, %f)
+  %c : Tensor = aten::relu(%y)
+  %e : Tensor = aten::max_pool2d(%c, %k, %s, %p, %d, %f)
+  %g : Tensor = aten::relu(%y)
+  %h : Tensor = aten::max_pool2d(%g, %k, %s, %p, %d, %f)
+  %r : (Tensor, Tensor, Tensor, Tensor) = prim::TupleConstruct(%b, %e, %h, %g)
+  return (%r))IR",
+                       graph.get());
+  // The first two pairs are rewritten; the third's relu output is returned too.
+  EXPECT_EQ(detail::RewriteReluMaxPools(*graph), 2);
+  int fused = 0, pools = 0;
+  for (torch::jit::Node* node : graph->nodes()) {
+    fused += node->kind() == c10::Symbol::fromQualString("cnnviz::relu_max_pool2x2");
+    pools += node->kind() == c10::aten::max_pool2d;
+  }
+  EXPECT_EQ(fused, 2);
+  EXPECT_EQ(pools, 1);
 }
 
 }  // namespace
