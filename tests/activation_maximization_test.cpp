@@ -88,6 +88,31 @@ TEST(ActivationMaximizationTest, BatchedEqualsOneAtATime) {
   }
 }
 
+// Computing each image's own channel alone (the default on a CPU, where the layer is a convolution and
+// ReLU) gives what computing the whole layer gives, up to the rounding of a different convolution loop.
+TEST(ActivationMaximizationTest, OwnChannelsAloneEqualTheWholeLayer) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  for (const std::string& layer : {"conv3", "conv5"}) {
+    ActMaxOptions options = Quick(layer, {1, 5, 9}, 12, 48);
+    options.batch = 3;
+    const ActMaxResult selected = ActivationMaximization(probe).Run(options);
+    options.select_channels = false;
+    const ActMaxResult whole = ActivationMaximization(probe).Run(options);
+    EXPECT_TRUE(selected.selected_channels);
+    EXPECT_FALSE(whole.selected_channels);
+    EXPECT_LT((selected.images - whole.images).abs().mean().item<float>(), 2e-3f) << layer;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_NEAR(selected.units[i].final_value, whole.units[i].final_value,
+                  1e-2 * (1 + std::abs(whole.units[i].final_value))) << layer;
+      EXPECT_EQ(selected.units[i].curve.size(), whole.units[i].curve.size());
+    }
+  }
+  // Objectives that read more than one channel compute the whole layer.
+  ActMaxOptions expression = Quick("", {}, 4, 48);
+  expression.expression = "conv3:1 + conv3:2";
+  EXPECT_FALSE(ActivationMaximization(probe).Run(expression).selected_channels);
+}
+
 // A batch is optimized as parts, each a batch of its own (sequentially, or concurrently on workers), so
 // results agree with one whole-batch part up to the rounding of other convolution batch sizes; diversity
 // copies stay in one part.

@@ -1,7 +1,8 @@
 // The CPU loops behind the custom ops of views that take gradients (src/model/cpu_loops.h) against ATen:
 // cnnviz::conv2d's own input gradient for images with few channels, on the bundled model's and the
 // torchvision first layers' shapes, odd sizes, borders that only some taps reach, layouts, and the double
-// backward that Hessian-vector products take; cnnviz::relu_max_pool2x2 on odd sizes, ties and NaNs.
+// backward that Hessian-vector products take; cnnviz::relu_max_pool2x2 on odd sizes, ties and NaNs;
+// cnnviz::conv2d_select against the full convolution's channels.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -169,6 +170,56 @@ graph(%x : Tensor, %y : Tensor):
   }
   EXPECT_EQ(fused, 2);
   EXPECT_EQ(pools, 1);
+}
+
+at::Tensor SelectedConv(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                        std::vector<int64_t> stride, std::vector<int64_t> padding, const at::Tensor& select) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("cnnviz::conv2d_select", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&, at::IntArrayRef,
+                            at::IntArrayRef, at::IntArrayRef, const at::Tensor&)>();
+  return op.call(x, weight, bias, stride, padding, {1, 1}, select);
+}
+
+TEST(SelectedConvTest, EachImagesChannelAndInputGradientEqualTheFullConvolutions) {
+  struct Case {
+    int64_t channels, out_channels, kernel, stride, padding, height, width;
+    bool bias;
+  };
+  // The bundled model's conv3; channel counts off the 32-float blocks; stride 2 on odd sizes; 1x1.
+  for (const Case& c : std::vector<Case>{{32, 64, 3, 1, 1, 17, 15, true},
+                                         {37, 9, 3, 2, 1, 13, 12, false},
+                                         {64, 20, 5, 2, 2, 11, 14, true},
+                                         {16, 8, 1, 1, 0, 7, 6, true}}) {
+    at::manual_seed(c.channels);
+    const at::Tensor x = at::randn({4, c.channels, c.height, c.width}).contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor weight = at::randn({c.out_channels, c.channels, c.kernel, c.kernel});
+    const c10::optional<at::Tensor> bias = c.bias ? c10::optional<at::Tensor>(at::randn({c.out_channels})) : c10::nullopt;
+    const at::Tensor select = at::tensor(std::vector<int64_t>{c.out_channels - 1, 0, 3, 3}, at::kLong);
+    at::Tensor ours_x = x.detach().requires_grad_(true);
+    const at::Tensor ours = SelectedConv(ours_x, weight, bias, {c.stride, c.stride}, {c.padding, c.padding}, select);
+    at::Tensor full_x = x.detach().requires_grad_(true);
+    const at::Tensor full = at::conv2d(full_x, weight, bias, {c.stride, c.stride}, {c.padding, c.padding});
+    const at::Tensor expected = full.gather(1, select.view({4, 1, 1, 1}).expand({4, 1, full.size(2), full.size(3)}));
+    ASSERT_EQ(ours.sizes(), expected.sizes());
+    EXPECT_LE(test::RelativeError(ours, expected), 1e-5) << c.channels;
+    const at::Tensor seeds = at::relu(at::randn_like(expected));  // zeros, as behind a ReLU
+    (ours * seeds).sum().backward();
+    (expected * seeds).sum().backward();
+    EXPECT_LE(test::RelativeError(ours_x.grad(), full_x.grad()), 1e-5) << c.channels;
+
+    // Double backward (recorded backward) runs as a grouped transposed convolution.
+    at::Tensor twice_x = x.detach().requires_grad_(true);
+    const at::Tensor y = SelectedConv(twice_x, weight, bias, {c.stride, c.stride}, {c.padding, c.padding}, select);
+    const at::Tensor g = torch::autograd::grad({y.tanh().sum()}, {twice_x}, {}, true, true)[0];
+    const at::Tensor hv = torch::autograd::grad({g.sum()}, {twice_x})[0];
+    at::Tensor plain_x = x.detach().requires_grad_(true);
+    const at::Tensor plain = at::conv2d(plain_x, weight, bias, {c.stride, c.stride}, {c.padding, c.padding})
+                                 .gather(1, select.view({4, 1, 1, 1}).expand({4, 1, full.size(2), full.size(3)}));
+    const at::Tensor plain_g = torch::autograd::grad({plain.tanh().sum()}, {plain_x}, {}, true, true)[0];
+    EXPECT_LE(test::RelativeError(hv, torch::autograd::grad({plain_g.sum()}, {plain_x})[0]), 1e-4) << c.channels;
+  }
 }
 
 }  // namespace

@@ -147,6 +147,42 @@ INSTANTIATE_TEST_SUITE_P(Architectures, ProbeModelTest,
                                            "tinycnn_script", "tinycnn_trace"),
                          [](const auto& info) { return info.param; });
 
+// Views that compute one channel per batch element return that channel of the full view, with the same
+// input gradient; layers that are not a convolution followed by ReLUs say so instead.
+TEST(ProbeTest, SelectedChannelViewsEqualTheFullViewsChannels) {
+  for (const auto& [fixture, layer] : std::vector<std::pair<std::string, std::string>>{
+           {"tinycnn_script.pt", "conv3"}, {"tinycnn_trace.pt", "conv5"}, {"tinycnn_script.pt", "conv2.0"},
+           {"vgg16_script.pt", "features.7"}}) {
+    Probe probe(LoadFixtureModel(fixture, kSize));
+    ViewSpec full{{layer}, false};
+    ViewSpec selecting = full;
+    selecting.select_channels = true;
+    ASSERT_TRUE(probe.CanSelectChannels(full)) << fixture << " " << layer;
+    at::manual_seed(2);
+    const at::Tensor x = at::randn({3, 3, kSize, kSize});
+    const int64_t channels = probe.Find(layer).shape[1];
+    const at::Tensor select = at::tensor(std::vector<int64_t>{channels - 1, 0, 5}, at::kLong);
+    at::Tensor full_x = x.clone().requires_grad_(true);
+    const at::Tensor all = probe.Run(full, full_x).taps[0];
+    const at::Tensor expected = all.gather(1, select.view({3, 1, 1, 1}).expand({3, 1, all.size(2), all.size(3)}));
+    expected.sum().backward();
+    at::Tensor ours_x = x.clone().requires_grad_(true);
+    const at::Tensor ours = probe.Run(selecting, ours_x, select).taps[0];
+    ours.sum().backward();
+    EXPECT_LE(RelativeError(ours, expected), 1e-5) << fixture << " " << layer;
+    EXPECT_LE(RelativeError(ours_x.grad(), full_x.grad()), 1e-5) << fixture << " " << layer;
+    EXPECT_GT(ours_x.grad().abs().sum().item<double>(), 0.0);
+  }
+  Probe resnet(LoadFixtureModel("resnet18_script.pt", kSize));
+  EXPECT_FALSE(resnet.CanSelectChannels(ViewSpec{{"layer2"}, false}));  // BatchNorm, then a sum
+  Probe tiny(LoadFixtureModel("tinycnn_script.pt", kSize));
+  EXPECT_FALSE(tiny.CanSelectChannels(ViewSpec{{"pool2"}, false}));  // a pooling layer
+  EXPECT_FALSE(tiny.CanSelectChannels(ViewSpec{{"conv2", "conv3"}, false}));  // two taps
+  EXPECT_THROW(tiny.Run(ViewSpec{{"pool2"}, false, BackwardRule::kGradient, false, false, true},
+                        at::zeros({1, 3, kSize, kSize}), at::zeros({1}, at::kLong)),
+               std::logic_error);
+}
+
 TEST(ProbeTest, UnknownLayerSuggestsTheClosestNames) {
   Probe probe(test::LoadFixtureModel("alexnet_script.pt", kSize));
   try {

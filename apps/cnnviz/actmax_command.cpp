@@ -157,8 +157,10 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"clip_percentile", m.render.clip_percentile},
                        {"reference_dataset", options.reference_dataset},
                        {"truncate", m.truncate},
+                       {"select_channels", m.select_channels},
                        {"save_arrays", options.save_arrays}};
   report["resized_to_model_input"] = result.resized_to_model;
+  report["selected_channels"] = result.selected_channels;
   report["curve_steps"] = result.curve_steps;
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // units_per_minute counts everything the method does (setup, every step, final evaluation).
@@ -222,6 +224,9 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
       ->capture_default_str();
   command->add_flag("!--no-truncation", m.truncate,
                     "Run the whole network every step instead of cutting it after the layer (benchmarks)");
+  command->add_flag("!--whole-layer", m.select_channels,
+                    "Compute every channel of the layer each step; by default a CPU computes only each image's\n"
+                    "own channel where the layer is a convolution (+ ReLU) (benchmarks)");
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each image as float32 .npy [3,H,W]");
   command->add_option("--reference-dataset", options->reference_dataset,

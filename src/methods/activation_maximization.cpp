@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
@@ -98,6 +99,28 @@ int64_t CheckClasses(const std::vector<Element>& elements, const Probe& probe, c
   return classes;
 }
 
+// The one channel `objective` reads of `layer`, when all it reads is that channel or a neuron of it
+// (image regularizers aside).
+std::optional<int64_t> OnlyChannel(const Objective& objective, const std::string& layer) {
+  std::optional<int64_t> channel;
+  for (const ObjectiveTerm& term : objective.terms) {
+    switch (term.kind) {
+      case ObjectiveTerm::Kind::kChannel:
+      case ObjectiveTerm::Kind::kNeuron:
+        if (term.layer != layer || (channel && *channel != term.unit)) return std::nullopt;
+        channel = term.unit;
+        break;
+      case ObjectiveTerm::Kind::kTotalVariation:
+      case ObjectiveTerm::Kind::kL2:
+      case ObjectiveTerm::Kind::kAlphaNorm:
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
+  return channel;
+}
+
 }  // namespace
 
 void ActMaxOptions::Check() const {
@@ -169,6 +192,23 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     }
   }
 
+  // Each image's own channel alone (ViewSpec::select_channels): on a CPU, where every objective reads
+  // one channel of the view's only layer and the layer allows it.
+  std::vector<int64_t> own_channel;
+  ViewSpec selecting = view;
+  selecting.select_channels = true;
+  if (options.select_channels && model.device().is_cpu() && layers.size() == 1 && !view.output &&
+      diversity_layer.empty()) {
+    for (const auto& element : elements) {
+      const std::optional<int64_t> channel = OnlyChannel(element.objective, layers.front());
+      if (!channel) break;
+      own_channel.push_back(*channel);
+    }
+    if (own_channel.size() != elements.size() || !probe_.CanSelectChannels(selecting)) own_channel.clear();
+  }
+  const bool select = !own_channel.empty();
+  result.selected_channels = select;
+
   const Transform transform = TransformsByName(options.transforms);
   const int64_t per_batch = std::max<int64_t>(1, options.batch / options.diversity) * options.diversity;
   const int64_t total = static_cast<int64_t>(elements.size());
@@ -178,16 +218,25 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   auto render_part = [&](int64_t begin, int64_t end, const StepCallback& on_step) {
     std::vector<Objective> objectives;
     std::vector<uint64_t> seeds;
+    std::vector<int64_t> channels;
     for (int64_t i = begin; i < end; ++i) {
       objectives.push_back(elements[i].objective);
       seeds.push_back(elements[i].seed);
+      if (select) {  // the selected tap holds the element's channel as channel 0
+        channels.push_back(own_channel[i]);
+        for (auto& term : objectives.back().terms) {
+          if (term.kind == ObjectiveTerm::Kind::kChannel || term.kind == ObjectiveTerm::Kind::kNeuron) term.unit = 0;
+        }
+      }
     }
+    const at::Tensor selection = select ? at::tensor(channels, at::kLong) : at::Tensor();
     auto param = ImageParam::Create(options.param, options.seed, seeds, model.device());
     Rng rng(options.seed);
     BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed) {
       at::Tensor x = transformed;
       if (resize) x = at::upsample_bilinear2d(x, {spec.height, spec.width}, false);
-      ProbeOutput out = probe_.Run(view, model.GradientLayout(model.Preprocess(x)));
+      ProbeOutput out = select ? probe_.Run(selecting, model.GradientLayout(model.Preprocess(x)), selection)
+                               : probe_.Run(view, model.GradientLayout(model.Preprocess(x)));
       at::Tensor values = EvaluateObjectives(objectives, image, layers, out.taps, out.output);
       if (!diversity_layer.empty()) {
         values = values - options.diversity_weight * DiversityPenalty(out.taps[diversity_index], options.diversity);

@@ -284,7 +284,72 @@ CNNVIZ_INLINE void ReluMaxPoolBackwardRows(const float* x, const float* out, con
   }
 }
 
+// The taps of output position (y, x) that fall inside the input, as [first, last) kernel rows and columns.
+struct TapRange {
+  int64_t ky0, ky1, kx0, kx1;
+};
+
+CNNVIZ_INLINE TapRange TapsOf(const ConvShape& s, int64_t y, int64_t x) {
+  const int64_t top = y * s.stride_h - s.pad_h, left = x * s.stride_w - s.pad_w;
+  return {std::max<int64_t>(0, -top), std::min(s.kernel_h, s.height - top), std::max<int64_t>(0, -left),
+          std::min(s.kernel_w, s.width - left)};
+}
+
 }  // namespace
+
+CNNVIZ_VECTOR_CLONES void SelectedConv(const ConvShape& s, const float* x, const float* weights, const float* bias,
+                                       float* out, int64_t begin, int64_t end) {
+  const int64_t channels = s.in_channels;
+  for (int64_t n = begin; n < end; ++n) {
+    const float* image = x + n * s.height * s.width * channels;
+    const float* weight = weights + n * s.kernel_h * s.kernel_w * channels;
+    for (int64_t y = 0; y < s.out_height; ++y) {
+      for (int64_t xo = 0; xo < s.out_width; ++xo) {
+        const TapRange taps = TapsOf(s, y, xo);
+        Vec16 acc0{}, acc1{};
+        float tail = 0.0f;
+        for (int64_t ky = taps.ky0; ky < taps.ky1; ++ky) {
+          for (int64_t kx = taps.kx0; kx < taps.kx1; ++kx) {
+            const float* p =
+                image + ((y * s.stride_h - s.pad_h + ky) * s.width + xo * s.stride_w - s.pad_w + kx) * channels;
+            const float* w = weight + (ky * s.kernel_w + kx) * channels;
+            int64_t c = 0;
+            for (; c + 32 <= channels; c += 32) {
+              acc0 += Load(p + c) * Load(w + c);
+              acc1 += Load(p + c + 16) * Load(w + c + 16);
+            }
+            for (; c < channels; ++c) tail += p[c] * w[c];
+          }
+        }
+        out[(n * s.out_height + y) * s.out_width + xo] = Sum(acc0 + acc1) + tail + (bias ? bias[n] : 0.0f);
+      }
+    }
+  }
+}
+
+CNNVIZ_VECTOR_CLONES void SelectedConvInputGradient(const ConvShape& s, const float* grad_out, const float* weights,
+                                                    float* grad_in, int64_t begin, int64_t end) {
+  const int64_t channels = s.in_channels;
+  for (int64_t n = begin; n < end; ++n) {
+    float* image = grad_in + n * s.height * s.width * channels;
+    std::memset(image, 0, sizeof(float) * s.height * s.width * channels);
+    const float* weight = weights + n * s.kernel_h * s.kernel_w * channels;
+    for (int64_t y = 0; y < s.out_height; ++y) {
+      for (int64_t xo = 0; xo < s.out_width; ++xo) {
+        const float g = grad_out[(n * s.out_height + y) * s.out_width + xo];
+        if (g == 0.0f) continue;  // most positions, behind a ReLU
+        const TapRange taps = TapsOf(s, y, xo);
+        for (int64_t ky = taps.ky0; ky < taps.ky1; ++ky) {
+          for (int64_t kx = taps.kx0; kx < taps.kx1; ++kx) {
+            float* p = image + ((y * s.stride_h - s.pad_h + ky) * s.width + xo * s.stride_w - s.pad_w + kx) * channels;
+            const float* w = weight + (ky * s.kernel_w + kx) * channels;
+            for (int64_t c = 0; c < channels; ++c) p[c] += g * w[c];
+          }
+        }
+      }
+    }
+  }
+}
 
 CNNVIZ_VECTOR_CLONES void ReluMaxPool2x2(const float* x, int64_t height, int64_t width, int64_t channels, float* out,
                                           int64_t begin, int64_t end) {

@@ -44,4 +44,17 @@ void ReluMaxPool2x2(const float* x, int64_t height, int64_t width, int64_t chann
 void ReluMaxPool2x2Backward(const float* x, const float* out, const float* grad_out, int64_t height, int64_t width,
                             int64_t channels, float* grad_in, int64_t begin, int64_t end);
 
+// A convolution that computes one output channel per image: channel select[i] of image i, with that
+// channel's weights and bias gathered beforehand. x [images, height, width, channels] (channels-last),
+// weights [images, kernel_h, kernel_w, channels] (each image's channel, transposed), bias [images] or
+// null, out [images, out_height, out_width]; shape.out_channels is ignored. Dilation 1, one group.
+// Images [begin, end).
+void SelectedConv(const ConvShape& shape, const float* x, const float* weights, const float* bias, float* out,
+                  int64_t begin, int64_t end);
+
+// Its input gradient: grad_in [images, height, width, channels] (channels-last) from grad_out [images,
+// out_height, out_width]. Images [begin, end).
+void SelectedConvInputGradient(const ConvShape& shape, const float* grad_out, const float* weights,
+                               float* grad_in, int64_t begin, int64_t end);
+
 }  // namespace cnnviz::detail

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <unordered_map>
 
 #include "cnnviz/core/error.h"
@@ -91,6 +92,8 @@ struct Probe::Impl {
     // The view as a method of a frozen copy of the module, when freezing worked (see Freeze).
     std::unique_ptr<jit::Module> frozen;
     std::string method;
+    // ViewSpec::select_channels was asked for and the graph allowed it: the graph takes `select` last.
+    bool selected = false;
   };
 
   detail::TapGraph tap_graph;
@@ -115,11 +118,12 @@ struct Probe::Impl {
     std::ostringstream key;
     for (size_t site : sites) key << site << ',';
     key << (spec.output ? "+out" : "") << (rules ? "+rules" : "") << (spec.inference ? "+inference" : "")
-        << (spec.inference && spec.channels_last ? "+nhwc" : "");
+        << (spec.inference && spec.channels_last ? "+nhwc" : "") << (spec.select_channels ? "+select" : "");
     std::lock_guard<std::mutex> lock(mutex);
     auto& slot = views[key.str()];
     if (!slot) {
-      slot = Compile(sites, spec.output, rules, spec.inference, probe.model().device().is_cpu());
+      const bool select = spec.select_channels && sites.size() == 1 && !spec.output && !rules && !spec.inference;
+      slot = Compile(sites, spec.output, rules, spec.inference, probe.model().device().is_cpu(), select);
       if (spec.inference) {
         Freeze(*slot, probe.model().module(), /*mkldnn=*/!spec.channels_last, probe.model().device().is_cpu());
       }
@@ -228,7 +232,7 @@ struct Probe::Impl {
   }
 
   std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules, bool inference,
-                                bool cpu) const {
+                                bool cpu, bool select) const {
     auto view = std::make_shared<View>();
     view->rules = rules;
     std::shared_ptr<jit::Graph> graph = tap_graph.graph->copy();
@@ -262,6 +266,12 @@ struct Probe::Impl {
     if (!keep_output) jit::EliminateExceptions(graph);
     jit::ConstantPropagation(graph);
     jit::EliminateDeadCode(graph);
+    if (select) {
+      jit::Value* channels = graph->addInput("select");
+      channels->setType(c10::TensorType::get());
+      view->selected = detail::RewriteSelectedChannels(*graph, channels);
+      if (!view->selected) graph->eraseInput(graph->inputs().size() - 1);
+    }
     if (!inference && !rules && cpu) detail::RewriteReluMaxPools(*graph);  // measured on a CPU only
     view->graph = graph;
     view->function = std::make_unique<jit::GraphFunction>("cnnviz_view", graph, nullptr);
@@ -381,8 +391,17 @@ const LayerInfo& Probe::Find(const std::string& name_or_alias) const {
   return layer;
 }
 
-ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& given) const {
+bool Probe::CanSelectChannels(const ViewSpec& spec) const {
+  ViewSpec selecting = spec;
+  selecting.select_channels = true;
+  return impl_->GetView(*this, selecting)->selected;
+}
+
+ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& given, const at::Tensor& select) const {
   auto view = impl_->GetView(*this, spec);
+  if (spec.select_channels && !view->selected) {
+    throw std::logic_error("Probe::Run: this view cannot select channels (see Probe::CanSelectChannels)");
+  }
   const bool nhwc = spec.inference && spec.channels_last && given.dim() == 4 && given.device().is_cpu();
   const at::Tensor input = nhwc ? given.contiguous(at::MemoryFormat::ChannelsLast) : given;
   c10::IValue result;
@@ -393,6 +412,7 @@ ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& given) const {
   } else {
     std::vector<c10::IValue> stack{model_->module()._ivalue(), input};
     if (view->rules) stack.emplace_back(static_cast<int64_t>(spec.rule));
+    if (view->selected) stack.emplace_back(select);
     result = (*view->function)(std::move(stack));
   }
   const auto& elements = result.toTupleRef().elements();

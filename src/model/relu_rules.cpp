@@ -220,6 +220,126 @@ at::Tensor ReluMaxPool2x2Op(const at::Tensor& input) {
   return ReluMaxPoolFunction::apply(input);
 }
 
+// The convolution of channel select[i] alone for image i, as a grouped convolution (one group per image):
+// any device, differentiable in everything.
+at::Tensor GroupedSelectedConv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                               const at::Tensor& select) {
+  const int64_t n = input.size(0);
+  const at::Tensor index = select.to(weight.device(), at::kLong);
+  const at::Tensor weights = weight.index_select(0, index);
+  c10::optional<at::Tensor> biases;
+  if (bias && bias->defined()) biases = bias->index_select(0, index);
+  const at::Tensor out = at::conv2d(input.reshape({1, n * input.size(1), input.size(2), input.size(3)}), weights, biases,
+                                    stride, padding, dilation, n);
+  return out.reshape({n, 1, out.size(2), out.size(3)});
+}
+
+ConvShape SelectedShape(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                        at::IntArrayRef padding) {
+  ConvShape shape;
+  shape.batch = input.size(0);
+  shape.in_channels = input.size(1);
+  shape.height = input.size(2);
+  shape.width = input.size(3);
+  shape.out_channels = 1;
+  shape.kernel_h = weight.size(2);
+  shape.kernel_w = weight.size(3);
+  shape.stride_h = stride[0];
+  shape.stride_w = stride[1];
+  shape.pad_h = padding[0];
+  shape.pad_w = padding[1];
+  shape.out_height = (shape.height + 2 * shape.pad_h - shape.kernel_h) / shape.stride_h + 1;
+  shape.out_width = (shape.width + 2 * shape.pad_w - shape.kernel_w) / shape.stride_w + 1;
+  return shape;
+}
+
+// The same on a CPU with frozen weights, by the loops of src/model/cpu_loops.h: one output channel of
+// 3x3 convolutions costs 1/64 of the bundled model's conv3 forward and backward. A recorded backward
+// (double backward) runs as a grouped transposed convolution instead.
+class SelectedConvFunction : public torch::autograd::Function<SelectedConvFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                            const at::Tensor& select) {
+    const ConvShape shape = SelectedShape(input, weight, stride, padding);
+    const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor index = select.to(at::kLong);
+    const at::Tensor weights = weight.index_select(0, index).permute({0, 2, 3, 1}).contiguous();  // [N, kh, kw, C]
+    at::Tensor biases;
+    if (bias && bias->defined()) biases = bias->index_select(0, index).contiguous();
+    at::Tensor out = at::empty({shape.batch, 1, shape.out_height, shape.out_width}, x.options());
+    const float* in = x.data_ptr<float>();
+    const float* w = weights.data_ptr<float>();
+    const float* b = biases.defined() ? biases.data_ptr<float>() : nullptr;
+    float* o = out.data_ptr<float>();
+    at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) { SelectedConv(shape, in, w, b, o, begin, end); });
+    ctx->saved_data["stride"] = stride.vec();
+    ctx->saved_data["padding"] = padding.vec();
+    ctx->saved_data["size"] = input.sizes().vec();
+    ctx->save_for_backward({weights});
+    return out;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
+    const at::Tensor weights = ctx->get_saved_variables()[0];  // [N, kh, kw, C]
+    const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
+    const std::vector<int64_t> size = ctx->saved_data["size"].toIntVector();
+    const at::Tensor& grad = grad_outputs[0];  // [N, 1, Ho, Wo]
+    at::Tensor grad_input;
+    if (at::GradMode::is_enabled()) {
+      const int64_t n = size[0];
+      std::vector<int64_t> output_padding(2);
+      for (int i = 0; i < 2; ++i) {
+        output_padding[i] = size[2 + i] - ((grad.size(2 + i) - 1) * stride[i] - 2 * padding[i] + weights.size(1 + i));
+      }
+      grad_input = at::conv_transpose2d(grad.reshape({1, n, grad.size(2), grad.size(3)}), weights.permute({0, 3, 1, 2}), {},
+                                        stride, padding, output_padding, n)
+                       .reshape(size);
+    } else {
+      ConvShape shape;
+      shape.batch = size[0];
+      shape.in_channels = size[1];
+      shape.height = size[2];
+      shape.width = size[3];
+      shape.out_channels = 1;
+      shape.out_height = grad.size(2);
+      shape.out_width = grad.size(3);
+      shape.kernel_h = weights.size(1);
+      shape.kernel_w = weights.size(2);
+      shape.stride_h = stride[0];
+      shape.stride_w = stride[1];
+      shape.pad_h = padding[0];
+      shape.pad_w = padding[1];
+      const at::Tensor grad_out = grad.contiguous();
+      grad_input = at::empty(size, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
+      const float* go = grad_out.data_ptr<float>();
+      const float* w = weights.data_ptr<float>();
+      float* gi = grad_input.data_ptr<float>();
+      at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
+        SelectedConvInputGradient(shape, go, w, gi, begin, end);
+      });
+    }
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor SelectedConv2dOp(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                            const at::Tensor& select) {
+  TORCH_CHECK(select.dim() == 1 && select.size(0) == input.size(0),
+              "cnnviz::conv2d_select: one channel per image is needed, got ", select.sizes(), " for a batch of ",
+              input.size(0));
+  const bool frozen = !weight.requires_grad() && !(bias && bias->defined() && bias->requires_grad());
+  if (input.device().is_cpu() && input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+      input.dim() == 4 && frozen && stride.size() == 2 && padding.size() == 2 && dilation.size() == 2 &&
+      dilation[0] == 1 && dilation[1] == 1 && weight.size(1) == input.size(1)) {
+    return SelectedConvFunction::apply(input, weight, bias, stride, padding, select);
+  }
+  return GroupedSelectedConv(input, weight, bias, stride, padding, dilation, select);
+}
+
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu_rule(Tensor x, int rule) -> Tensor", &ReluRule);
   m.def("clamp_rule(Tensor x, float low, float high, int rule) -> Tensor", &ClampRule);
@@ -227,6 +347,9 @@ TORCH_LIBRARY(cnnviz, m) {
         "-> Tensor",
         &Conv2d);
   m.def("relu_max_pool2x2(Tensor x) -> Tensor", &ReluMaxPool2x2Op);
+  m.def("conv2d_select(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, "
+        "Tensor select) -> Tensor",
+        &SelectedConv2dOp);
 }
 
 std::optional<double> ConstantDouble(jit::Value* value) {
@@ -371,6 +494,33 @@ int RewriteReluMaxPools(jit::Graph& graph) {
     relu->destroy();
   }
   return static_cast<int>(pools.size());
+}
+
+bool RewriteSelectedChannels(jit::Graph& graph, jit::Value* select) {
+  static const c10::Symbol kConv2d = c10::Symbol::fromQualString("cnnviz::conv2d");
+  static const c10::Symbol kSelected = c10::Symbol::fromQualString("cnnviz::conv2d_select");
+  if (graph.outputs().size() != 1) return false;
+  jit::Node* tuple = graph.outputs()[0]->node();
+  if (tuple->kind() != c10::prim::TupleConstruct || tuple->inputs().size() != 1) return false;
+  // From the returned value back through its clone and ReLUs to the convolution; every value on the way
+  // read by the next node alone (a relu_'s input and output are the same tensor).
+  jit::Value* value = tuple->input(0);
+  if (value->uses().size() != 1) return false;
+  if (value->node()->kind() == c10::aten::clone) value = value->node()->input(0);
+  while (value->uses().size() == 1 &&
+         (value->node()->kind() == c10::aten::relu || value->node()->kind() == c10::aten::relu_)) {
+    value = value->node()->input(0);
+  }
+  jit::Node* conv = value->node();
+  if (value->uses().size() != 1 || conv->kind() != kConv2d || conv->inputs().size() != 7) return false;
+  const auto groups = jit::toIValue(conv->input(6));
+  if (!groups || !groups->isInt() || groups->toInt() != 1) return false;
+  jit::WithInsertPoint guard(conv);
+  jit::Value* selected = graph.insert(kSelected, {conv->input(0), conv->input(1), conv->input(2), conv->input(3),
+                                                  conv->input(4), conv->input(5), select});
+  conv->output()->replaceAllUsesWith(selected);
+  conv->destroy();
+  return true;
 }
 
 }  // namespace cnnviz::detail

@@ -32,6 +32,13 @@ int RewriteSmallBatchConvolutions(torch::jit::Graph& graph);
 // gradients under the plain rule. Returns the number of pairs replaced.
 int RewriteReluMaxPools(torch::jit::Graph& graph);
 
+// For views with one tap whose value is a convolution (cnnviz::conv2d, one group) followed by nothing or
+// ReLUs only, each read by the next alone: replaces the convolution by cnnviz::conv2d_select, which
+// computes channel select[i] alone for batch element i (`select`, a Tensor input of the graph). The tap
+// becomes [N, 1, H, W]. On a CPU with frozen weights it runs loops (src/model/cpu_loops.h), elsewhere a
+// grouped convolution. Returns false, changing nothing, when the graph does not have that shape.
+bool RewriteSelectedChannels(torch::jit::Graph& graph, torch::jit::Value* select);
+
 // cnnviz::conv2d, the op RewriteSmallBatchConvolutions inserts. Composite (autograd records the ops inside):
 // while gradients are recorded, batch-1 inputs on the slow path run doubled, and a CPU convolution of an
 // input with 1 or 3 channels, whose weights need no gradient, computes the input's gradient with

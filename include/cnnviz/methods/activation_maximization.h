@@ -62,6 +62,11 @@ struct ActMaxOptions {
   // Cut the network after the deepest layer the objective reads (the Probe's truncation). Default true;
   // false runs the whole network every step (for benchmarks).
   bool truncate = true;
+  // On a CPU, where every objective reads one channel (or neuron) of the same layer and that layer is a
+  // convolution followed by nothing or ReLUs, compute only each image's own channel of it
+  // (ViewSpec::select_channels). Default true; false computes the whole layer (for benchmarks). Results
+  // agree to float rounding.
+  bool select_channels = true;
   // Seed for initialization and transforms. Default 0.
   uint64_t seed = 0;
   // Throws UsageError for inconsistent options (checks against the model happen in Run).
@@ -84,6 +89,7 @@ struct ActMaxResult {
   std::vector<UnitImage> units;      // one per image
   std::vector<int64_t> curve_steps;  // steps of UnitImage::curve
   bool resized_to_model = false;     // images were resized to the model's input size before the network
+  bool selected_channels = false;    // each image's own channel alone was computed (select_channels)
   int64_t workers = 1;               // threads that optimized the parts of each batch
   double seconds = 0;
   // Mean wall time of one step of a whole batch once warm, in milliseconds: each part's mean step time

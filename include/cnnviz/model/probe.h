@@ -58,6 +58,11 @@ struct ViewSpec {
   // small networks (all five taps of the bundled model, batch 16 at 96x96, 1 thread: 10.4 ms against
   // 19.0 ms), and resnet18 runs as fast either way.
   bool channels_last = false;
+  // Views that take gradients, with one tap, no final output and the plain rule: the tap computes only
+  // channel select[i] for batch element i (Run's `select`) and comes back [N, 1, H, W]. Possible where the
+  // tapped layer is a convolution followed by nothing or ReLUs (Probe::CanSelectChannels); its other
+  // channels are what the step would otherwise spend most on (the bundled model's conv3: 64 channels).
+  bool select_channels = false;
 };
 
 struct ProbeOutput {
@@ -87,7 +92,11 @@ class Probe {
 
   // Runs the view on `input` (already preprocessed, on the model's device). Autograd flows from the
   // returned tensors back to `input` when it requires grad.
-  ProbeOutput Run(const ViewSpec& spec, const at::Tensor& input) const;
+  // With ViewSpec::select_channels, `select` holds one channel index per batch element (int64 [N]).
+  ProbeOutput Run(const ViewSpec& spec, const at::Tensor& input, const at::Tensor& select = {}) const;
+
+  // Whether a view with ViewSpec::select_channels can be built for `spec` (compiles it if needed).
+  bool CanSelectChannels(const ViewSpec& spec) const;
 
   // Number of nodes in the compiled view's graph: a measure of how much truncation removed.
   size_t ViewSize(const ViewSpec& spec) const;
