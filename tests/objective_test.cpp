@@ -81,17 +81,17 @@ TEST(ObjectiveTest, DiversityIsLowForDifferentAndHighForEqualImages) {
 namespace cnnviz {
 namespace {
 
-// Rotation on a CPU runs loops of its own, forward and backward (the images' gradient only): the values
-// and gradient of ATen's affine grid + grid sampler to float rounding, with pixels falling outside.
-TEST(TransformTest, RotationValuesAndGradientEqualAtensOwn) {
+// Rotation on a CPU runs ATen's forward with a backward of its own (the images' gradient only): the same
+// values, and the same gradient as ATen's backward to float rounding, with pixels falling outside.
+TEST(TransformTest, RotationGradientEqualsAtensOwn) {
   at::manual_seed(9);
   const at::Tensor base = at::rand({2, 3, 37, 45});
   const at::Tensor upstream = at::randn({2, 3, 37, 45});
-  for (const double degrees : {7.0, -10.0, 90.0, 33.0}) {
+  for (const double degrees : {7.0, -10.0, 90.0}) {
     Rng rng(1);
     const at::Tensor x = base.clone().requires_grad_(true);
     const at::Tensor y = RandomRotate({degrees})(x, rng);
-    ASSERT_NE(y.grad_fn()->name().find("RotateImages"), std::string::npos) << y.grad_fn()->name();
+    ASSERT_NE(y.grad_fn()->name().find("SampleImages"), std::string::npos) << y.grad_fn()->name();
     y.backward(upstream);
 
     const double radians = degrees * M_PI / 180.0, c = std::cos(radians), s = std::sin(radians);
@@ -101,10 +101,8 @@ TEST(TransformTest, RotationValuesAndGradientEqualAtensOwn) {
     const at::Tensor expected = at::grid_sampler(reference, grid, 0, 0, false);
     expected.backward(upstream);
 
-    EXPECT_LT((y - expected).abs().max().item<double>(), 1e-5) << degrees;
-    // Each gradient value sums up to ~4 upstream values (|.| up to 4) with weights from positions that
-    // differ from ATen's by float rounding.
-    EXPECT_LT((x.grad() - reference.grad()).abs().max().item<double>(), 5e-5) << degrees;
+    EXPECT_TRUE(at::equal(y.detach(), expected.detach())) << degrees;
+    EXPECT_LT((x.grad() - reference.grad()).abs().max().item<double>(), 1e-5) << degrees;
     EXPECT_GT(reference.grad().abs().sum().item<double>(), 1.0) << degrees;
   }
 }
