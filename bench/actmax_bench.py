@@ -10,7 +10,9 @@ unless said otherwise):
   2. whole-layer throughput (units per minute): all 64 channels of the bundled model's conv3 and
      channels 0-63 of resnet18 layer2, `cnnviz actmax --batch 64` against one unit at a time
      (the Python loop, and cnnviz itself at --batch 1);
-  3. truncation's share: the same batched run with --no-truncation (whole network every step);
+  3. truncation's share: the same batched run with --no-truncation (whole network every step, which
+     also computes every channel of the layer), and the share of computing each image's own channel
+     alone: the batched run with --whole-layer (truncated, every channel of the layer);
   4. part 2 again with every core on both sides (--threads N, default: all cores): Python gets N
      intra-op threads; cnnviz gets --threads N and by default optimizes the batch's parts (4 units
      each) N at a time, one thread each.
@@ -76,12 +78,15 @@ def main():
         _, one_rate = run_cnnviz(binary, model, layer, "0-7", 1, steps)
         _, batch_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps)
         _, full_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps, ["--no-truncation"])
+        _, whole_layer_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps, ["--whole-layer"])
         print(f"[{arch}] 2. whole layer {layer}, units/minute: python one-at-a-time {py_rate:.1f}, "
               f"cnnviz one-at-a-time {one_rate:.1f}, cnnviz batch 64 {batch_rate:.1f}")
         print(f"          batched vs python one-at-a-time {batch_rate / py_rate:.2f}x, "
               f"vs cnnviz one-at-a-time {batch_rate / one_rate:.2f}x")
         print(f"[{arch}] 3. truncation: batch 64 without it {full_rate:.1f} units/minute -> truncation gives "
-              f"{batch_rate / full_rate:.2f}x of the {batch_rate / py_rate:.2f}x")
+              f"{batch_rate / full_rate:.2f}x of the {batch_rate / py_rate:.2f}x; computing every channel of "
+              f"{layer} (--whole-layer) {whole_layer_rate:.1f} units/minute -> each image's own channel alone "
+              f"gives {batch_rate / whole_layer_rate:.2f}x of it")
         if args.threads > 1:
             t = args.threads
             _, py_rate_t = run_python(arch, weights, layer, "0-7", 1, steps, threads=t)
