@@ -5,6 +5,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <thread>
@@ -42,8 +44,15 @@ void SetupLogging(const GlobalOptions& options) {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   const bool passive = policy != nullptr && std::string(policy) == "PASSIVE";
   int threads = options.threads;
-  if (threads == 0) threads = passive ? static_cast<int>(std::thread::hardware_concurrency()) : 1;
+  if (threads == 0) threads = passive ? UsableCores() : 1;
   at::set_num_threads(std::max(1, threads));
+}
+
+int UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 void AddModelOptions(CLI::App& command, ModelOptions& options) {

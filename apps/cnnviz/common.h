@@ -26,8 +26,11 @@ struct GlobalOptions {
 // Adds the global flags to `app` (the top-level app; subcommands inherit them by fallthrough).
 void AddGlobalOptions(CLI::App& app, GlobalOptions& options);
 
-// Sends logs to stderr at the chosen level. Call once after parsing.
+// Sends logs to stderr at the chosen level and sets the intra-op threads. Call once after parsing.
 void SetupLogging(const GlobalOptions& options);
+
+// Cores this process may run on (its CPU affinity, which containers and taskset narrow; at least 1).
+int UsableCores();
 
 // Model flags shared by subcommands that load a model.
 struct ModelOptions {
