@@ -33,13 +33,16 @@ def env_for(threads):
     return dict(ENV, OMP_NUM_THREADS=str(threads))
 
 
-def run_cnnviz(binary, model, layer, units, batch, steps, extra=(), threads=1):
+def run_cnnviz(binary, model, layer, units, batch, steps, extra=(), threads=1, with_selection=False):
     with tempfile.TemporaryDirectory() as out:
         command = [binary, "actmax", "-q", "--threads", str(threads), "--device", "cpu", "--model", model, "--layer", layer, "--units", units,
                    "--batch", str(batch), "--steps", str(steps), "--size", "128", "--out", out, *extra]
         subprocess.run(command, check=True, env=env_for(threads))
         with open(os.path.join(out, "report.json")) as handle:
-            timings = json.load(handle)["timings"]
+            report = json.load(handle)
+    timings = report["timings"]
+    if with_selection:
+        return timings["ms_per_step"], timings["units_per_minute"], report["selected_channels"]
     return timings["ms_per_step"], timings["units_per_minute"]
 
 
@@ -76,17 +79,21 @@ def main():
               f"-> {py_ms / cpp_ms:.2f}x")
         _, py_rate = run_python(arch, weights, layer, "0-7", 1, steps)
         _, one_rate = run_cnnviz(binary, model, layer, "0-7", 1, steps)
-        _, batch_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps)
+        _, batch_rate, selected = run_cnnviz(binary, model, layer, "0-63", 64, steps, with_selection=True)
         _, full_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps, ["--no-truncation"])
         _, whole_layer_rate = run_cnnviz(binary, model, layer, "0-63", 64, steps, ["--whole-layer"])
         print(f"[{arch}] 2. whole layer {layer}, units/minute: python one-at-a-time {py_rate:.1f}, "
               f"cnnviz one-at-a-time {one_rate:.1f}, cnnviz batch 64 {batch_rate:.1f}")
         print(f"          batched vs python one-at-a-time {batch_rate / py_rate:.2f}x, "
               f"vs cnnviz one-at-a-time {batch_rate / one_rate:.2f}x")
+        if selected:
+            selection = (f"computing every channel of {layer} (--whole-layer) {whole_layer_rate:.1f} units/minute "
+                         f"-> each image's own channel alone gives {batch_rate / whole_layer_rate:.2f}x of it")
+        else:
+            selection = (f"{layer} does not allow computing each image's own channel alone (both runs compute "
+                         f"every channel: {batch_rate:.1f} and {whole_layer_rate:.1f} units/minute)")
         print(f"[{arch}] 3. truncation: batch 64 without it {full_rate:.1f} units/minute -> truncation gives "
-              f"{batch_rate / full_rate:.2f}x of the {batch_rate / py_rate:.2f}x; computing every channel of "
-              f"{layer} (--whole-layer) {whole_layer_rate:.1f} units/minute -> each image's own channel alone "
-              f"gives {batch_rate / whole_layer_rate:.2f}x of it")
+              f"{batch_rate / full_rate:.2f}x of the {batch_rate / py_rate:.2f}x; {selection}")
         if args.threads > 1:
             t = args.threads
             _, py_rate_t = run_python(arch, weights, layer, "0-7", 1, steps, threads=t)
