@@ -72,6 +72,38 @@ bool TakesSlowPath(const at::Tensor& input, const at::Tensor& weight, int64_t gr
          !(weight.size(2) == 1 && weight.size(3) == 1);
 }
 
+// The shape of a one-group, dilation-1 convolution of an input of `input_size` [N, C, H, W] by a weight
+// of `weight_size` [O, C, kh, kw].
+ConvShape ShapeOf(at::IntArrayRef input_size, at::IntArrayRef weight_size, at::IntArrayRef stride,
+                  at::IntArrayRef padding) {
+  ConvShape shape;
+  shape.batch = input_size[0];
+  shape.in_channels = input_size[1];
+  shape.height = input_size[2];
+  shape.width = input_size[3];
+  shape.out_channels = weight_size[0];
+  shape.kernel_h = weight_size[2];
+  shape.kernel_w = weight_size[3];
+  shape.stride_h = stride[0];
+  shape.stride_w = stride[1];
+  shape.pad_h = padding[0];
+  shape.pad_w = padding[1];
+  shape.out_height = (shape.height + 2 * shape.pad_h - shape.kernel_h) / std::max<int64_t>(1, shape.stride_h) + 1;
+  shape.out_width = (shape.width + 2 * shape.pad_w - shape.kernel_w) / std::max<int64_t>(1, shape.stride_w) + 1;
+  return shape;
+}
+
+// The output_padding that makes conv_transpose2d of `grad` [.., Ho, Wo] give back an input of `size`.
+std::vector<int64_t> OutputPadding(at::IntArrayRef size, const at::Tensor& grad, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, int64_t kernel_h, int64_t kernel_w) {
+  const int64_t kernel[2] = {kernel_h, kernel_w};
+  std::vector<int64_t> output_padding(2);
+  for (int i = 0; i < 2; ++i) {
+    output_padding[i] = size[2 + i] - ((grad.size(2 + i) - 1) * stride[i] - 2 * padding[i] + kernel[i]);
+  }
+  return output_padding;
+}
+
 at::Tensor PlainConv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   if (!TakesSlowPath(input, weight, groups)) return at::conv2d(input, weight, bias, stride, padding, dilation, groups);
@@ -90,20 +122,7 @@ std::optional<ConvShape> FewChannelShape(const at::Tensor& input, const at::Tens
   if (stride.size() != 2 || padding.size() != 2 || dilation.size() != 2 || dilation[0] != 1 || dilation[1] != 1) {
     return std::nullopt;
   }
-  ConvShape shape;
-  shape.batch = input.size(0);
-  shape.in_channels = input.size(1);
-  shape.height = input.size(2);
-  shape.width = input.size(3);
-  shape.out_channels = weight.size(0);
-  shape.kernel_h = weight.size(2);
-  shape.kernel_w = weight.size(3);
-  shape.stride_h = stride[0];
-  shape.stride_w = stride[1];
-  shape.pad_h = padding[0];
-  shape.pad_w = padding[1];
-  shape.out_height = (shape.height + 2 * shape.pad_h - shape.kernel_h) / std::max<int64_t>(1, shape.stride_h) + 1;
-  shape.out_width = (shape.width + 2 * shape.pad_w - shape.kernel_w) / std::max<int64_t>(1, shape.stride_w) + 1;
+  const ConvShape shape = ShapeOf(input.sizes(), weight.sizes(), stride, padding);
   if (weight.size(1) != shape.in_channels || shape.out_height <= 0 || shape.out_width <= 0 ||
       !ConvInputGradientSupported(shape)) {
     return std::nullopt;
@@ -137,26 +156,10 @@ class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFu
     const at::Tensor& grad = grad_outputs[0];
     at::Tensor grad_input;
     if (at::GradMode::is_enabled()) {
-      std::vector<int64_t> output_padding(2);
-      for (int i = 0; i < 2; ++i) {
-        output_padding[i] = size[2 + i] - ((grad.size(2 + i) - 1) * stride[i] - 2 * padding[i] + weight.size(2 + i));
-      }
-      grad_input = at::conv_transpose2d(grad, weight, {}, stride, padding, output_padding);
+      grad_input = at::conv_transpose2d(grad, weight, {}, stride, padding,
+                                        OutputPadding(size, grad, stride, padding, weight.size(2), weight.size(3)));
     } else {
-      ConvShape shape;
-      shape.batch = size[0];
-      shape.in_channels = size[1];
-      shape.height = size[2];
-      shape.width = size[3];
-      shape.out_channels = grad.size(1);
-      shape.out_height = grad.size(2);
-      shape.out_width = grad.size(3);
-      shape.kernel_h = weight.size(2);
-      shape.kernel_w = weight.size(3);
-      shape.stride_h = stride[0];
-      shape.stride_w = stride[1];
-      shape.pad_h = padding[0];
-      shape.pad_w = padding[1];
+      const ConvShape shape = ShapeOf(size, weight.sizes(), stride, padding);
       const at::Tensor grad_out = grad.contiguous(at::MemoryFormat::ChannelsLast);
       const at::Tensor weight_t = weight.permute({2, 3, 1, 0}).contiguous();
       grad_input = at::empty(size, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
@@ -235,25 +238,6 @@ at::Tensor GroupedSelectedConv(const at::Tensor& input, const at::Tensor& weight
   return out.reshape({n, 1, out.size(2), out.size(3)});
 }
 
-ConvShape SelectedShape(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-                        at::IntArrayRef padding) {
-  ConvShape shape;
-  shape.batch = input.size(0);
-  shape.in_channels = input.size(1);
-  shape.height = input.size(2);
-  shape.width = input.size(3);
-  shape.out_channels = 1;
-  shape.kernel_h = weight.size(2);
-  shape.kernel_w = weight.size(3);
-  shape.stride_h = stride[0];
-  shape.stride_w = stride[1];
-  shape.pad_h = padding[0];
-  shape.pad_w = padding[1];
-  shape.out_height = (shape.height + 2 * shape.pad_h - shape.kernel_h) / shape.stride_h + 1;
-  shape.out_width = (shape.width + 2 * shape.pad_w - shape.kernel_w) / shape.stride_w + 1;
-  return shape;
-}
-
 // The same on a CPU with frozen weights, by the loops of src/model/cpu_loops.h: one output channel of
 // 3x3 convolutions costs 1/64 of the bundled model's conv3 forward and backward. A recorded backward
 // (double backward) runs as a grouped transposed convolution instead.
@@ -262,7 +246,7 @@ class SelectedConvFunction : public torch::autograd::Function<SelectedConvFuncti
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                             const at::Tensor& select) {
-    const ConvShape shape = SelectedShape(input, weight, stride, padding);
+    const ConvShape shape = ShapeOf(input.sizes(), weight.sizes(), stride, padding);  // out_channels unused
     const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
     const at::Tensor index = select.to(at::kLong);
     const at::Tensor weights = weight.index_select(0, index).permute({0, 2, 3, 1}).contiguous();  // [N, kh, kw, C]
@@ -290,28 +274,13 @@ class SelectedConvFunction : public torch::autograd::Function<SelectedConvFuncti
     at::Tensor grad_input;
     if (at::GradMode::is_enabled()) {
       const int64_t n = size[0];
-      std::vector<int64_t> output_padding(2);
-      for (int i = 0; i < 2; ++i) {
-        output_padding[i] = size[2 + i] - ((grad.size(2 + i) - 1) * stride[i] - 2 * padding[i] + weights.size(1 + i));
-      }
       grad_input = at::conv_transpose2d(grad.reshape({1, n, grad.size(2), grad.size(3)}), weights.permute({0, 3, 1, 2}), {},
-                                        stride, padding, output_padding, n)
+                                        stride, padding,
+                                        OutputPadding(size, grad, stride, padding, weights.size(1), weights.size(2)), n)
                        .reshape(size);
     } else {
-      ConvShape shape;
-      shape.batch = size[0];
-      shape.in_channels = size[1];
-      shape.height = size[2];
-      shape.width = size[3];
-      shape.out_channels = 1;
-      shape.out_height = grad.size(2);
-      shape.out_width = grad.size(3);
-      shape.kernel_h = weights.size(1);
-      shape.kernel_w = weights.size(2);
-      shape.stride_h = stride[0];
-      shape.stride_w = stride[1];
-      shape.pad_h = padding[0];
-      shape.pad_w = padding[1];
+      // weights [N, kh, kw, C]: the shape's out_channels are unused.
+      const ConvShape shape = ShapeOf(size, {1, size[1], weights.size(1), weights.size(2)}, stride, padding);
       const at::Tensor grad_out = grad.contiguous();
       grad_input = at::empty(size, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
       const float* go = grad_out.data_ptr<float>();
