@@ -128,6 +128,11 @@ TEST(CliActMaxTest, WritesGridUnitsArraysAndReport) {
   EXPECT_EQ(report["command"], "actmax");
   EXPECT_EQ(report["options"]["steps"], 4);
   EXPECT_EQ(report["options"]["param"], "fft");
+  // On a CPU the workers default to every usable core, and conv2 (conv + ReLU) computes each image's
+  // own channel alone unless --whole-layer.
+  EXPECT_GE(report["options"]["workers"].get<int>(), 1);
+  EXPECT_EQ(report["options"]["select_channels"], true);
+  EXPECT_EQ(report["selected_channels"], true);
   ASSERT_EQ(report["units"].size(), 4u);
   const auto& unit = report["units"][3];
   EXPECT_EQ(unit["unit"], 3);
@@ -141,6 +146,19 @@ TEST(CliActMaxTest, WritesGridUnitsArraysAndReport) {
   npy.read(header.data(), 128);
   EXPECT_EQ(header.substr(1, 5), "NUMPY");
   EXPECT_NE(header.find("'shape': (3, 32, 32)"), std::string::npos) << header;
+}
+
+TEST(CliActMaxTest, WholeLayerComputesEveryChannel) {
+  const std::string out = TempDir("actmax_whole");
+  Result result = RunCli("actmax -q --device cpu --threads 1 --model " + test::Fixture("tinycnn_script.pt") +
+                         " --layer conv2 --units 0-1 --steps 2 --size 32 --whole-layer --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["options"]["select_channels"], false);
+  EXPECT_EQ(report["selected_channels"], false);
+  EXPECT_EQ(report["options"]["workers"], 0);  // --threads 1 given: automatic, which is --threads
+  EXPECT_EQ(report["timings"]["workers"], 1);
 }
 
 TEST(CliActMaxTest, BadRequestsFailBeforeWritingAnything) {
