@@ -1,4 +1,6 @@
-// ReLU backward rules and small-batch convolutions as custom TorchScript ops (private header).
+// The custom TorchScript ops of the Probe's views (private header): ReLU backward rules, small-batch and
+// first-layer convolutions, fused ReLU + 2x2 max pooling, and own-channel convolutions (loops in
+// src/model/cpu_loops.h).
 #pragma once
 
 #include <torch/script.h>
