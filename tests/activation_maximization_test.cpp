@@ -93,7 +93,7 @@ TEST(ActivationMaximizationTest, BatchedEqualsOneAtATime) {
 // (which Adam amplifies where gradients are near zero, as in BatchedEqualsOneAtATime: few steps here).
 TEST(ActivationMaximizationTest, OwnChannelsAloneEqualTheWholeLayer) {
   Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
-  for (const std::string& layer : {"conv3", "conv5"}) {
+  for (const std::string layer : {"conv3", "conv5"}) {
     ActMaxOptions options = Quick(layer, {1, 5, 9}, 6, 48);
     options.batch = 3;
     const ActMaxResult selected = ActivationMaximization(probe).Run(options);

@@ -133,7 +133,9 @@ TEST(ReluMaxPoolTest, ValuesAndGradientsEqualAtensReluThenMaxPoolExactly) {
         EXPECT_TRUE(at::equal(ours.nan_to_num(-7), expected.nan_to_num(-7))) << where;
         EXPECT_TRUE(at::equal(ours_x.grad().nan_to_num(-7), aten_x.grad().nan_to_num(-7))) << where;
         // (Windows holding a NaN pass no gradient through nan_to_num; one channel of 3x2 is all such.)
-        if (channels > 1) EXPECT_GT(ours_x.grad().abs().sum().item<double>(), 0.0) << where;
+        if (channels > 1) {
+          EXPECT_GT(ours_x.grad().abs().sum().item<double>(), 0.0) << where;
+        }
       }
     }
   }

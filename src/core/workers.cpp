@@ -22,7 +22,14 @@ Workers::Workers(int64_t count) : count_(count) {
   at::set_num_threads(restore);
 }
 
-Workers::~Workers() = default;
+Workers::~Workers() { Drain(); }
+
+void Workers::Drain() noexcept {
+  if (!pool_) return;
+  pool_->waitWorkComplete();
+  std::lock_guard<std::mutex> lock(mutex_);
+  error_ = nullptr;
+}
 
 void Workers::Run(int64_t tasks, const std::function<void(int64_t)>& task) {
   for (int64_t i = 0; i < tasks; ++i) Post([&task, i] { task(i); });

@@ -40,11 +40,11 @@ struct LayerTopK {
   LayerTopK() = default;
   LayerTopK(std::vector<int64_t> channels, int64_t map_width)
       : units(at::tensor(channels, at::kLong)),
-        identity(IsIdentity(channels)),
         values(at::full({static_cast<int64_t>(channels.size()), 0}, -INFINITY, at::kFloat)),
         images(at::zeros({static_cast<int64_t>(channels.size()), 0}, at::kLong)),
         positions(at::zeros({static_cast<int64_t>(channels.size()), 0}, at::kLong)),
-        width(map_width) {}
+        width(map_width),
+        identity(IsIdentity(channels)) {}
 
   at::Tensor units;      // [U] channel indices kept
   at::Tensor values;     // [U, k]

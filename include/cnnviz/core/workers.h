@@ -20,6 +20,7 @@ class Workers {
  public:
   // Starts `count` threads with one intra-op (OpenMP) thread each; the caller's setting is kept.
   explicit Workers(int64_t count);
+  // Runs every task posted so far to its end (see Drain), then joins the threads.
   ~Workers();
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
@@ -35,6 +36,9 @@ class Workers {
   // Waits until at most `most` posted tasks are unfinished (a pipeline stage `most` tasks deep);
   // rethrows as Wait does.
   void WaitUntilPending(int64_t most);
+  // Waits for every task posted so far and forgets any failure: for error paths, where the first
+  // exception is already on its way.
+  void Drain() noexcept;
 
  private:
   int64_t count_;
@@ -43,6 +47,20 @@ class Workers {
   std::condition_variable finished_;
   int64_t pending_ = 0;  // posted and not finished, under mutex_
   std::exception_ptr error_;
+};
+
+// Drains `workers` when it goes out of scope. Declare it after the last local that posted tasks read, so
+// that when an exception unwinds the caller's frame the tasks finish before anything they use is
+// destroyed.
+class DrainOnExit {
+ public:
+  explicit DrainOnExit(Workers& workers) : workers_(workers) {}
+  ~DrainOnExit() { workers_.Drain(); }
+  DrainOnExit(const DrainOnExit&) = delete;
+  DrainOnExit& operator=(const DrainOnExit&) = delete;
+
+ private:
+  Workers& workers_;
 };
 
 }  // namespace cnnviz
