@@ -10,9 +10,14 @@ only tensors, strings, lists of strings and ints (torch::pickle_load reads it):
   "tap:<key>"               that call's output, detached and cloned when it
                             returned (before a later in-place op changed it)
   "grad:<rule>:<objective>" d objective / d input for rule in RULES, objective
-                            "logit" = output[0, REFERENCE_LOGIT] or
-                            "mid" = (first output of mid_layer).sum()
-  "mid_layer", "logit_index", "arch"
+                            "logit" = output[0, REFERENCE_LOGIT],
+                            "neglogit" = output[0, neglogit_index] (the
+                            smallest logit, negative for every fixture: a
+                            class target whose seed has the other sign),
+                            "mid" = (first output of mid_layer).sum() or
+                            "mid0" = its channel 0 summed (Captum's neuron
+                            selector given as a sum over one map)
+  "mid_layer", "logit_index", "neglogit_index", "arch"
 
 Rules replace every ReLU-like op (nn.ReLU incl. inplace, nn.ReLU6 and
 nn.Hardtanh(0, 6) modules, F.relu, F.relu6, F.hardtanh(0, 6), torch.relu,
@@ -35,7 +40,7 @@ from torch import nn
 
 REFERENCE_LOGIT = 7  # objective "logit" is output[0, REFERENCE_LOGIT]
 RULES = ("gradient", "deconvnet", "guided")
-OBJECTIVES = ("logit", "mid")
+OBJECTIVES = ("logit", "mid", "neglogit", "mid0")
 RELU6_UPPER = 6.0
 NATIVE_RECTIFIER_NODE = re.compile(r"^(Relu|Relu6|Hardtanh|Threshold)Backward\d*$")
 GRADIENT_TOLERANCE = 1e-5  # relative to the gradient's largest magnitude
@@ -151,7 +156,7 @@ def native_rectifiers(root):
     return found
 
 
-def input_gradient(model, inputs, objective, mid_layer, rule=None):
+def input_gradient(model, inputs, objective, mid_layer, rule=None, neglogit_index=0):
     """(d objective / d inputs, logits) under `rule` (None = plain autograd)."""
     x = inputs.clone().requires_grad_(True)
     with contextlib.ExitStack() as stack:
@@ -162,7 +167,14 @@ def input_gradient(model, inputs, objective, mid_layer, rule=None):
         handle = mid.register_forward_hook(lambda m, i, out: captured.append(out.clone()))
         stack.callback(handle.remove)
         logits = logits_of(model(x))
-        value = logits[0, REFERENCE_LOGIT] if objective == "logit" else captured[0].sum()
+        if objective == "logit":
+            value = logits[0, REFERENCE_LOGIT]
+        elif objective == "neglogit":
+            value = logits[0, neglogit_index]
+        elif objective == "mid0":
+            value = captured[0][:, 0].sum()
+        else:
+            value = captured[0].sum()
         if rule is not None and native_rectifiers(value):
             raise RuntimeError(f"rule {rule!r} left native ops in the graph: "
                                f"{sorted(native_rectifiers(value))}")
@@ -177,13 +189,14 @@ def reference(model, arch, size, seed, mid_layer):
         output = logits_of(model(inputs)).detach().clone()
     if mid_layer not in taps:
         raise ValueError(f"mid layer {mid_layer!r} produced no tensor output in {arch}")
-    result = {"input": inputs, "output": output, "order": list(order),
-              "mid_layer": mid_layer, "logit_index": REFERENCE_LOGIT, "arch": arch}
+    neglogit_index = int(output[0].argmin())
+    result = {"input": inputs, "output": output, "order": list(order), "mid_layer": mid_layer,
+              "logit_index": REFERENCE_LOGIT, "neglogit_index": neglogit_index, "arch": arch}
     result.update({f"tap:{key}": value for key, value in taps.items()})
     for objective in OBJECTIVES:
-        plain, _ = input_gradient(model, inputs, objective, mid_layer)
+        plain, _ = input_gradient(model, inputs, objective, mid_layer, None, neglogit_index)
         for rule in RULES:
-            gradient, logits = input_gradient(model, inputs, objective, mid_layer, rule)
+            gradient, logits = input_gradient(model, inputs, objective, mid_layer, rule, neglogit_index)
             check_close(logits, output, f"forward under rule {rule}")
             if rule == "gradient":
                 check_close(gradient, plain, f"gradient rule vs autograd ({objective})")

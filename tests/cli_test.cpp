@@ -8,8 +8,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
 #include "cnnviz/layers_command.h"
 #include "test_util.h"
 
@@ -210,8 +212,10 @@ TEST(CliDeconvTest, OneImageModeAndErrors) {
   EXPECT_EQ(nlohmann::json::parse(in)["units"].size(), 4u);
   const std::string model = " --device cpu --model " + test::Fixture("tinycnn_script.pt");
   ExpectOneLineError("deconv" + model + " --layer conv4 --dataset " + test::Fixture("empty_images"), 3, "no .jpg");
-  ExpectOneLineError("deconv" + model + " --layer classifier --dataset " + test::Fixture("concepts"), 2,
-                     "no spatial extent");
+  ExpectOneLineError("deconv" + model + " --layer conv4 --image " + test::Fixture("mixed_images/0.png") +
+                         " --units 4096", 2, "out of range");
+  ExpectOneLineError("deconv" + model + " --layer conv4 --image " + test::Fixture("mixed_images/0.png") +
+                         " --seed-from position --position 1", 2, "--position");
   ExpectOneLineError("deconv" + model + " --layer conv4", 2, "--dataset");
   ExpectOneLineError("deconv" + model + " --layer conv4 --image " + test::Fixture("mixed_images/broken.jpg"), 3,
                      "cannot be decoded");
@@ -235,7 +239,8 @@ TEST(CliDissectTest, WritesTallyReportHtmlAndArrays) {
   std::ifstream tally(out + "/relu/tally.csv");
   std::string header;
   std::getline(tally, header);
-  EXPECT_EQ(header.rfind("unit,category,label,score,color-label,color-truth,color-activation,color-intersect,color-iou", 0), 0u)
+  EXPECT_EQ(header.rfind("unit,channel,category,label,score,texture-label,texture-truth,texture-activation,"
+                         "texture-intersect,texture-iou", 0), 0u)
       << header;
   std::ifstream in(out + "/report.json");
   const auto report = nlohmann::json::parse(in);
@@ -246,6 +251,128 @@ TEST(CliDissectTest, WritesTallyReportHtmlAndArrays) {
   EXPECT_EQ(layer["categories"]["color"]["detectors"], 4);
   EXPECT_EQ(layer["units"][0]["category"], "color");
   EXPECT_TRUE(report["method"].contains("threshold"));
+}
+
+// Reads a CSV with a header into rows of (column -> cell); cells hold no commas or quotes here.
+std::vector<std::map<std::string, std::string>> ReadCsv(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> header;
+  std::vector<std::map<std::string, std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::vector<std::string> cells;
+    std::stringstream stream(line);
+    for (std::string cell; std::getline(stream, cell, ',');) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.emplace_back();
+    if (header.empty()) {
+      header = cells;
+      continue;
+    }
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// With NetDissect-Lite's thresholds, on the same data and model, tally.csv equals NetDissect-Lite's
+// (tests/fixtures/ndl_reference.py, a port of its tally): every unit's label and category, every count,
+// every IoU to 1e-4; rows in the same order; plus the 0-based channel column.
+TEST(CliDissectTest, TallyEqualsNetDissectLiteWithItsThresholds) {
+  const std::string out = TempDir("dissect_ndl");
+  Result result = RunCli("dissect -q --device cpu --model " + std::string(CNNVIZ_SOURCE_DIR) + "/models/tinycnn.pt" +
+                         " --dataset " + test::Fixture("concepts") + " --layers conv3 --thresholds " +
+                         test::Fixture("ndl_conv3_thresholds.npy") + " --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  const auto ours = ReadCsv(out + "/conv3/tally.csv");
+  const auto theirs = ReadCsv(test::Fixture("ndl_conv3_tally.csv"));
+  ASSERT_EQ(ours.size(), theirs.size());
+  ASSERT_EQ(ours.size(), 64u);
+  int labelled = 0;
+  for (size_t r = 0; r < ours.size(); ++r) {
+    EXPECT_EQ(std::stoi(ours[r].at("channel")) + 1, std::stoi(ours[r].at("unit")));
+    for (const auto& [column, value] : theirs[r]) {
+      ASSERT_TRUE(ours[r].count(column)) << column;
+      const std::string& mine = ours[r].at(column);
+      const bool number = column == "score" || column.find("-iou") != std::string::npos ||
+                          column.find("-truth") != std::string::npos ||
+                          column.find("-activation") != std::string::npos ||
+                          column.find("-intersect") != std::string::npos;
+      if (number) {
+        EXPECT_NEAR(std::stod(mine), std::stod(value), 1e-4) << "row " << r << " " << column;
+        if (column.find("-iou") == std::string::npos && column != "score") {
+          EXPECT_EQ(mine, value) << column;  // counts: exactly, written as NetDissect-Lite writes them
+        }
+      } else {
+        EXPECT_EQ(mine, value) << "row " << r << " " << column;
+      }
+    }
+    labelled += !ours[r].at("label").empty();
+  }
+  EXPECT_GT(labelled, 32);  // the comparison is not between empty tallies
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["layers"][0]["units"][0]["tally_unit"], report["layers"][0]["units"][0]["unit"].get<int>() + 1);
+  EXPECT_NE(report["method"]["threshold"].get<std::string>().find("given"), std::string::npos);
+}
+
+// The minimal case through the binary: NetDissect-Lite's float formatting and the flag that restores the
+// earlier activated-area rule.
+TEST(CliDissectTest, MinimalCaseCsvAndActivatedAreaFlag) {
+  for (const std::string rule : {"covered", "present"}) {
+    const std::string out = TempDir("dissect_minimal_" + rule);
+    Result result = RunCli("dissect -q --device cpu --model " + test::Fixture("red_green.pt") + " --dataset " +
+                           test::Fixture("ndl_minimal") + " --layers conv --quantile 0.03 --activated-area " + rule +
+                           " --out " + out);
+    ASSERT_EQ(result.code, 0) << result.out;
+    const auto rows = ReadCsv(out + "/conv/tally.csv");
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].at("channel"), "0");  // equal scores (15/16): channel order
+    EXPECT_EQ(rows[0].at("unit"), "1");
+    EXPECT_EQ(rows[0].at("label"), "red-c");
+    EXPECT_EQ(rows[0].at("score"), "0.9375");
+    EXPECT_EQ(rows[0].at("object-label"), "circle");
+    EXPECT_EQ(rows[0].at("object-truth"), "20.0");
+    EXPECT_EQ(rows[0].at("object-intersect"), "4.0");
+    EXPECT_EQ(rows[0].at("object-activation"), rule == "covered" ? "8.0" : "15.0");
+    EXPECT_EQ(rows[0].at("object-iou"), rule == "covered" ? "0.16666666666666666" : "0.12903225806451613");
+    EXPECT_EQ(rows[1].at("label"), "green-c");  // ties with blob (object): the later category
+  }
+}
+
+// .npy inputs are used as given: a class target on the reference input equals the Python reference.
+TEST(CliDeconvTest, NpyInputAndClassTarget) {
+  const test::Reference reference = test::LoadReference(test::Fixture("resnet18_script_ref.pt"));
+  const std::string dir = TempDir("deconv_npy");
+  std::filesystem::create_directories(dir);
+  const std::string input = dir + "/input.npy";
+  WriteNpy(input, reference.at("input").toTensor());
+  EXPECT_TRUE(ReadNpy(input).equal(reference.at("input").toTensor()));  // exact round trip
+  const std::string out = dir + "/out";
+  Result result = RunCli("deconv -q --device cpu --model " + test::Fixture("resnet18_script.pt") +
+                         " --layer fc --units 7 --rule guided --image " + input + " --npy-values normalized " +
+                         "--save-arrays --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  ASSERT_EQ(report["units"].size(), 1u);
+  EXPECT_EQ(report["units"][0]["unit"], 7);  // --units is honoured with --image
+  EXPECT_EQ(report["options"]["seed"], "position");
+  const at::Tensor projection = ReadNpy(out + "/" + report["units"][0]["top"][0]["array"].get<std::string>());
+  EXPECT_LT(test::RelativeError(projection, reference.at("grad:guided:logit").toTensor()[0]), 1e-5);
+  // A class target over a dataset: each class's top images by logit.
+  const std::string scan = dir + "/scan";
+  result = RunCli("deconv -q --device cpu --model " + test::Fixture("tinycnn_script.pt") +
+                  " --layer classifier --units 0-1 --top 2 --dataset " + test::Fixture("mixed_images") + " --out " + scan);
+  ASSERT_EQ(result.code, 0) << result.out;
+  std::ifstream scanned(scan + "/report.json");
+  const auto classes = nlohmann::json::parse(scanned);
+  ASSERT_EQ(classes["units"].size(), 2u);
+  EXPECT_EQ(classes["units"][1]["top"].size(), 2u);
+  EXPECT_TRUE(std::filesystem::exists(scan + "/units/classifier_1.png"));
+  const std::string model = " --device cpu --model " + test::Fixture("resnet18_script.pt") + " --layer fc";
+  ExpectOneLineError("deconv" + model + " --image " + test::Fixture("ndl_conv3_thresholds.npy"), 3, "has shape");
+  ExpectOneLineError("deconv" + model + " --image " + test::Fixture("concepts/index.csv") + ".npy", 3, "cannot be opened");
 }
 
 TEST(CliDissectTest, ErrorsAndDefaultDatasetLocation) {
@@ -348,6 +475,25 @@ TEST(CliInvertTest, BadInputFailsBeforeWritingAnything) {
                          out + "/d.pt",
                      3, "no .jpg");
   EXPECT_FALSE(std::filesystem::exists(out + "/report.json"));
+}
+
+// A .npy in the model's range is inverted like an image; sizes other than the input's are refused.
+TEST(CliInvertTest, NpyImage) {
+  const std::string dir = TempDir("invert_npy");
+  std::filesystem::create_directories(dir);
+  at::manual_seed(0);
+  const at::Tensor image = at::rand({3, 64, 64});
+  WriteNpy(dir + "/x.npy", image);  // the fixture's range is [0, 1]
+  Result result = RunCli("invert -q --device cpu --model " + test::Fixture("tinycnn_script.pt") + " --image " + dir +
+                         "/x.npy --layer conv1 --steps 2 --save-arrays --out " + dir + "/out");
+  ASSERT_EQ(result.code, 0) << result.out;
+  std::ifstream in(dir + "/out/report.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["options"]["npy_values"], "range");
+  const std::string model = " --device cpu --model " + test::Fixture("tinycnn_script.pt") + " --layer conv1";
+  WriteNpy(dir + "/small.npy", at::rand({3, 32, 32}));
+  ExpectOneLineError("invert" + model + " --image " + dir + "/small.npy --out " + dir + "/bad", 3, "is 32x32");
+  ExpectOneLineError("invert" + model + " --image " + dir + "/x.npy --npy-values pixels --out " + dir + "/bad", 2,
+                     "--npy-values");
 }
 
 }  // namespace

@@ -159,14 +159,13 @@ TEST(DeconvNetTest, BadDatasetsAndLayersAreClearErrors) {
   EXPECT_THROW(OpenImageDataset(test::Fixture("no_such_folder")), InputError);
   auto source = OpenImageDataset(test::Fixture("concepts"));
   DeconvOptions options;
-  options.layers = {"classifier"};
-  try {
-    DeconvNet(probe).Scan(*source, options, nullptr);
-    FAIL() << "expected UsageError";
-  } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("no spatial extent"), std::string::npos) << e.what();
-  }
   options.layers = {"conv5"};
+  options.seed_from = "corner";
+  EXPECT_THROW(DeconvNet(probe).Scan(*source, options, nullptr), UsageError);
+  options.seed_from = "max";
+  options.position = {1, 1};  // needs --seed-from position
+  EXPECT_THROW(DeconvNet(probe).Scan(*source, options, nullptr), UsageError);
+  options.position.clear();
   options.units = {128};
   EXPECT_THROW(DeconvNet(probe).Scan(*source, options, nullptr), UsageError);
 }
@@ -174,9 +173,104 @@ TEST(DeconvNetTest, BadDatasetsAndLayersAreClearErrors) {
 TEST(DeconvNetTest, StrongestUnitsOfOneImage) {
   Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 96));
   auto source = OpenImageDataset(test::Fixture("concepts"));
-  const auto units = DeconvNet(probe).StrongestUnits(source->Load(0), "conv5", 4);
+  const at::Tensor input = probe.model().Preprocess(source->Load(0).unsqueeze(0));
+  const auto units = DeconvNet(probe).ImageUnits(input, "conv5", {}, 4);
   ASSERT_EQ(units.size(), 4u);
   for (size_t i = 1; i < units.size(); ++i) EXPECT_GE(units[i - 1].top[0].activation, units[i].top[0].activation);
+  // Units asked for are those units, in that order, at their maximum in this image.
+  const auto chosen = DeconvNet(probe).ImageUnits(input, "conv5", {5, 2}, 4);
+  ASSERT_EQ(chosen.size(), 2u);
+  EXPECT_EQ(chosen[0].unit, 5);
+  EXPECT_EQ(chosen[1].unit, 2);
+  at::NoGradGuard no_grad;
+  const at::Tensor maps = probe.Run(ViewSpec{{"conv5"}, false}, input).taps[0][0];
+  EXPECT_EQ(chosen[0].top[0].activation, maps[5].max().item<float>());
+  EXPECT_THROW(DeconvNet(probe).ImageUnits(input, "conv5", {4096}, 4), UsageError);
+}
+
+}  // namespace
+}  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// The class output of a fixture model: the last tappable [N, C] layer with as many units as logits.
+std::string ClassLayer(const Probe& probe, int64_t classes) {
+  for (auto it = probe.layers().rbegin(); it != probe.layers().rend(); ++it) {
+    if (it->tappable && it->shape.size() == 2 && it->units == classes) return it->name;
+  }
+  return "";
+}
+
+// Class targets (saliency, guided backpropagation, DeconvNet of one logit) and Captum's sum seed equal the
+// eager-PyTorch references of models/reference_rules.py (custom autograd functions at every ReLU), on
+// every fixture architecture, scripted and traced: d logit / d input for logit 7 and for the smallest
+// (negative) logit, whose seed of 1 is not its value, and d sum(channel 0 of the mid layer) / d input.
+// 1e-5 relative; googlenet's random-weight input gradients depend on the convolution algorithm far more
+// than other networks' (probe_test.cpp, GradientTolerance: 1.5e-3 between oneDNN and im2col), 2e-2.
+TEST(DeconvNetTest, ClassTargetsAndSeedsEqualPythonReferences) {
+  for (const std::string arch : {"tinycnn", "alexnet", "resnet18", "mobilenet_v2", "vgg16", "googlenet"}) {
+    for (const std::string mode : {"script", "trace"}) {
+      const std::string stem = arch + "_" + mode;
+      const test::Reference reference = test::LoadReference(test::Fixture(stem + "_ref.pt"));
+      Probe probe(test::LoadFixtureModel(stem + ".pt", 64));
+      const at::Tensor input = reference.at("input").toTensor();
+      const at::Tensor output = reference.at("output").toTensor();
+      const std::string fc = ClassLayer(probe, output.size(1));
+      ASSERT_FALSE(fc.empty()) << stem;
+      const int64_t negative = reference.at("neglogit_index").toInt();
+      ASSERT_LT(output[0][negative].item<float>(), 0.0f) << stem;
+      DeconvNet method(probe);
+      const double tolerance = arch == "googlenet" ? 2e-2 : 1e-5;
+      for (const std::string rule : {"gradient", "deconvnet", "guided"}) {
+        DeconvOptions options;
+        options.layers = {fc};
+        options.rule = ParseBackwardRule(rule);
+        const auto units = method.ImageUnits(input, fc, {reference.at("logit_index").toInt(), negative}, 1);
+        EXPECT_NEAR(units[1].top[0].activation, output[0][negative].item<float>(), 1e-4) << stem;
+        const auto projections = method.ProjectInput(input, units, options);  // seed "auto": 1 for a class
+        for (const auto& [index, key] : {std::pair<size_t, std::string>{0, "logit"}, {1, "neglogit"}}) {
+          const at::Tensor expected = reference.at("grad:" + rule + ":" + key).toTensor()[0];
+          EXPECT_LT(test::RelativeError(projections[index], expected), tolerance) << stem << " " << rule << " " << key;
+        }
+        // Captum's sum selector over one feature map: d sum(mid[:, 0]) / d input.
+        const std::string mid = reference.at("mid_layer").toStringRef();
+        options.layers = {mid};
+        options.seed_from = "sum";
+        const auto sum = method.ProjectInput(input, {{probe.Find(mid).name, 0, {{0, 0.0f, 0, 0}}}}, options);
+        EXPECT_LT(test::RelativeError(sum[0], reference.at("grad:" + rule + ":mid0").toTensor()[0]), tolerance)
+            << stem << " " << rule << " mid0";
+      }
+    }
+  }
+}
+
+// Seeds at a position: one at (y, x) is the gradient of that activation; max is it scaled by the
+// activation; the position must lie in the map.
+TEST(DeconvNetTest, PositionSeedIsTheActivationsGradient) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  at::manual_seed(0);
+  const at::Tensor input = at::randn({1, 3, 64, 64});
+  DeconvOptions options;
+  options.layers = {"conv3"};
+  options.rule = BackwardRule::kGradient;
+  options.seed_from = "position";
+  options.position = {2, 3};
+  DeconvNet method(probe);
+  const auto units = method.ImageUnits(input, "conv3", {4}, 1);
+  const at::Tensor ours = method.ProjectInput(input, units, options)[0];
+  const at::Tensor x = input.clone().requires_grad_(true);
+  const at::Tensor value = probe.Run(ViewSpec{{"conv3"}, false}, x).taps[0][0][4][2][3];
+  value.backward();
+  EXPECT_LT(test::RelativeError(ours, x.grad()[0]), 1e-6);
+  options.position = {200, 3};
+  EXPECT_THROW(method.ProjectInput(input, units, options), UsageError);
+  options.position.clear();
+  options.seed_from = "max";
+  const at::Tensor scaled = method.ProjectInput(input, units, options)[0];
+  options.seed_from = "position";
+  const at::Tensor one = method.ProjectInput(input, units, options)[0];
+  EXPECT_LT(test::RelativeError(scaled, one * units[0].top[0].activation), 1e-6);
 }
 
 }  // namespace

@@ -23,7 +23,9 @@ TEST(BrodenTest, ReadsTheLayoutByHeaderName) {
   auto source = OpenBroden(test::Fixture("concepts"));
   EXPECT_EQ(source->size(), 60u);
   const auto& categories = source->categories();
-  ASSERT_EQ(categories, (std::vector<std::string>{"color", "object", "part", "material", "scene", "texture"}));
+  // category.csv's categories in its order (NetDissect-Lite's); part and material, empty in the synthetic
+  // set and absent from its category.csv, are left out as there.
+  ASSERT_EQ(categories, (std::vector<std::string>{"texture", "scene", "color", "object"}));
   // "chequered" occurs in texture and scene; texture is where it occurs most.
   bool found = false;
   for (const auto& label : source->labels()) {
@@ -35,12 +37,12 @@ TEST(BrodenTest, ReadsTheLayoutByHeaderName) {
   EXPECT_TRUE(found);
   const Segmentation segmentation = source->LoadSegmentation(0);
   EXPECT_EQ(segmentation.height, 48);
-  ASSERT_TRUE(segmentation.pixel[0].defined());  // colour map
-  EXPECT_EQ(segmentation.pixel[0].sizes(), (std::vector<int64_t>{1, 48, 48}));
-  EXPECT_FALSE(segmentation.Has(2));              // no part labels
-  EXPECT_FALSE(segmentation.image[4].empty());    // a scene label
+  ASSERT_TRUE(segmentation.pixel[2].defined());  // colour map
+  EXPECT_EQ(segmentation.pixel[2].sizes(), (std::vector<int64_t>{1, 48, 48}));
+  EXPECT_FALSE(segmentation.pixel[0].defined());  // textures are image-level
+  EXPECT_FALSE(segmentation.image[1].empty());    // a scene label
   // Image 000001 has two shapes: two object PNGs.
-  EXPECT_EQ(segmentation.pixel[1].size(0), 2);
+  EXPECT_EQ(segmentation.pixel[3].size(0), 2);
 }
 
 TEST(BrodenTest, SplitsCategoriesAndMaxImages) {
@@ -161,7 +163,9 @@ TEST(DissectionTest, PlantedColourDetectorsAreFound) {
     EXPECT_GT(units[k].best.iou, 0.1) << "unit " << k;
     EXPECT_EQ(source->categories()[units[k].category], "color");
   }
-  EXPECT_EQ(result.layers[0].detectors_per_category[0], 4);
+  const auto& names = source->categories();
+  const auto color = std::find(names.begin(), names.end(), "color") - names.begin();
+  EXPECT_EQ(result.layers[0].detectors_per_category[color], 4);
   EXPECT_EQ(result.images, 60u);
 }
 
@@ -194,24 +198,34 @@ TEST(DissectionTest, ThresholdsAndIousEqualBruteForce) {
   const int64_t labels = static_cast<int64_t>(source->labels().size());
   at::Tensor intersection = at::zeros({units, labels}, at::kDouble), area = at::zeros({labels}, at::kDouble);
   at::Tensor activated = at::zeros({units, static_cast<int64_t>(categories.size())}, at::kDouble);
+  // NetDissect-Lite's rules: every label map and image-level label counts (no union); a category's
+  // activated area grows by |M_k| where M_k covers a label of that primary category, or the image has an
+  // image-level label of it.
   for (size_t i = 0; i < kImages; ++i) {
     const Segmentation segmentation = source->LoadSegmentation(i);
     const at::Tensor up = at::upsample_bilinear2d(maps[i].unsqueeze(0), {segmentation.height, segmentation.width}, false)[0];
     const at::Tensor mask = up > layer.thresholds.view({-1, 1, 1});  // [K, sh, sw]
+    const at::Tensor mask_area = mask.sum(at::IntArrayRef{1, 2}).to(at::kDouble);
+    at::Tensor covered = at::zeros({units, static_cast<int64_t>(categories.size())}, at::kBool);
     for (size_t c = 0; c < categories.size(); ++c) {
-      if (!segmentation.Has(c)) continue;
-      activated.select(1, c) += mask.sum(at::IntArrayRef{1, 2}).to(at::kDouble);
-      for (int64_t label = 1; label < labels; ++label) {
-        at::Tensor truth = at::zeros({segmentation.height, segmentation.width}, at::kBool);
-        if (segmentation.pixel[c].defined()) truth = (segmentation.pixel[c] == label).any(0);
-        for (int64_t image_label : segmentation.image[c]) {
-          if (image_label == label) truth.fill_(true);
+      for (int64_t image_label : segmentation.image[c]) {
+        area[image_label] += segmentation.height * segmentation.width;
+        intersection.select(1, image_label) += mask_area;
+        covered.select(1, source->labels()[image_label].category).fill_(true);
+      }
+      if (!segmentation.pixel[c].defined()) continue;
+      for (int64_t m = 0; m < segmentation.pixel[c].size(0); ++m) {
+        for (int64_t label = 1; label < labels; ++label) {
+          const at::Tensor truth = segmentation.pixel[c][m] == label;
+          if (!truth.any().item<bool>()) continue;
+          area[label] += truth.sum().item<double>();
+          const at::Tensor hits = (mask & truth).sum(at::IntArrayRef{1, 2});
+          intersection.select(1, label) += hits.to(at::kDouble);
+          covered.select(1, source->labels()[label].category) |= hits > 0;
         }
-        if (!truth.any().item<bool>()) continue;
-        area[label] += truth.sum().item<double>();
-        intersection.select(1, label) += (mask & truth).sum(at::IntArrayRef{1, 2}).to(at::kDouble);
       }
     }
+    activated += covered.to(at::kDouble) * mask_area.unsqueeze(1);
   }
   EXPECT_TRUE(at::equal(layer.intersection.to(at::kDouble), intersection));
   EXPECT_TRUE(at::equal(layer.label_area.to(at::kDouble), area));
@@ -252,6 +266,76 @@ TEST(DissectionTest, MissingAndBadMasksAreSkippedAndCounted) {
     EXPECT_EQ(result.images, 59u) << dataset;
     ASSERT_EQ(result.skipped.size(), 1u) << dataset;
   }
+}
+
+}  // namespace
+}  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// NetDissect-Lite's rules on a case small enough to count by hand (tests/fixtures/make_fixtures.py,
+// write_ndl_minimal): unit 0's 15-pixel mask falls 8 pixels on the image whose circle it covers and 7 on
+// an image whose object map it does not touch.
+TEST(DissectionTest, NetDissectLiteRulesOnAMinimalCase) {
+  Probe probe(test::LoadFixtureModel("red_green.pt", 16));
+  auto source = OpenBroden(test::Fixture("ndl_minimal"));
+  // category.csv's order (index.csv lists color first).
+  ASSERT_EQ(source->categories(), (std::vector<std::string>{"object", "color"}));
+  const auto& labels = source->labels();
+  EXPECT_EQ(labels[6].name, "shared");
+  EXPECT_EQ(labels[6].category, 1) << "equal coverage: the later category";
+  EXPECT_EQ(labels[7].category, 0) << "coverage (c_<cat>.csv) decides, not label.csv's counts";
+  DissectionOptions options;
+  options.layers = {"conv"};
+  options.quantile = 0.03;
+  options.batch = 2;
+  const DissectionResult ndl = NetworkDissection(probe).Run(*source, options);
+  const LayerDissection& layer = ndl.layers[0];
+  EXPECT_EQ(layer.activated_area[0][0].item<int64_t>(), 8);   // object
+  EXPECT_EQ(layer.activated_area[0][1].item<int64_t>(), 15);  // color
+  EXPECT_EQ(layer.intersection[0][1].item<int64_t>(), 4);     // circle
+  EXPECT_EQ(layer.label_area[1].item<int64_t>(), 20);
+  EXPECT_DOUBLE_EQ(layer.iou[0][1].item<double>(), 4.0 / 24.0);
+  EXPECT_EQ(layer.units[0].best.label, 4);  // red-c, 15/16
+  EXPECT_DOUBLE_EQ(layer.units[0].best.iou, 15.0 / 16.0);
+  // Unit 1 scores 15/16 for blob (object) and green-c (color): the later category wins.
+  EXPECT_DOUBLE_EQ(layer.units[1].per_category[0].iou, 15.0 / 16.0);
+  EXPECT_EQ(layer.units[1].per_category[0].label, 3);
+  EXPECT_EQ(layer.units[1].best.label, 5);
+  EXPECT_EQ(layer.units[1].category, 1);
+
+  // The earlier cnnviz rule: every image with an object map adds the mask.
+  options.activated_area = ActivatedArea::kPresent;
+  const LayerDissection present = NetworkDissection(probe).Run(*source, options).layers[0];
+  EXPECT_EQ(present.activated_area[0][0].item<int64_t>(), 15);
+  EXPECT_DOUBLE_EQ(present.iou[0][1].item<double>(), 4.0 / 31.0);
+
+  // Given thresholds: one pass, the same tallies and top images. A float64 threshold between two
+  // float32 values acts as the float32 below it.
+  options.activated_area = ActivatedArea::kCovered;
+  options.thresholds = {layer.thresholds.to(at::kDouble) + 1e-12};
+  const DissectionResult given = NetworkDissection(probe).Run(*source, options);
+  EXPECT_TRUE(given.thresholds_given);
+  EXPECT_TRUE(at::equal(given.layers[0].thresholds, layer.thresholds));
+  EXPECT_TRUE(at::equal(given.layers[0].intersection, layer.intersection));
+  EXPECT_TRUE(at::equal(given.layers[0].activated_area, layer.activated_area));
+  EXPECT_TRUE(at::equal(given.layers[0].label_area, layer.label_area));
+  EXPECT_EQ(given.layers[0].units[1].top_images, layer.units[1].top_images);
+  EXPECT_TRUE(at::equal(given.layers[0].top_maps, layer.top_maps));
+  options.thresholds = {at::zeros({3})};
+  EXPECT_THROW(NetworkDissection(probe).Run(*source, options), InputError);
+  options.thresholds = {at::full({2}, NAN)};
+  EXPECT_THROW(NetworkDissection(probe).Run(*source, options), InputError);
+}
+
+TEST(BrodenTest, NetDissectLiteCategorySetAndUnlabelledImages) {
+  auto ndl = OpenBroden(test::Fixture("concepts"), {"all", {"ndl"}, 0});
+  // In category.csv's order; part, which category.csv does not list, after it.
+  EXPECT_EQ(ndl->categories(), (std::vector<std::string>{"texture", "scene", "color", "object", "part"}));
+  // Only colours: every synthetic image has a colour map, so none is left out; only parts: all are.
+  EXPECT_EQ(OpenBroden(test::Fixture("concepts"), {"all", {"color"}, 0})->unlabelled_images(), 0u);
+  EXPECT_THROW(OpenBroden(test::Fixture("concepts"), {"all", {"part"}, 0}), InputError);
 }
 
 }  // namespace

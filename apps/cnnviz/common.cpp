@@ -3,19 +3,24 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <sched.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/seed.h"
+#include "cnnviz/io/image.h"
+#include "cnnviz/io/npy.h"
 
 namespace cnnviz::app {
+namespace fs = std::filesystem;
 
 void AddGlobalOptions(CLI::App& app, GlobalOptions& options) {
   app.add_option("--log-level", options.log_level, "Diagnostics on stderr: trace|debug|info|warn|error|off")
@@ -69,6 +74,49 @@ std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string
   }
   if (layers.empty()) throw UsageError(flag + ": the model has no Conv2d layers; name layers instead");
   return layers;
+}
+
+ModelInput ReadModelInput(const std::string& path, const Model& model, const std::string& npy_values) {
+  const InputSpec& spec = model.input_spec();
+  ModelInput out;
+  const std::string extension = fs::path(path).extension().string();
+  if (extension != ".npy" && extension != ".NPY") {
+    out.raw = at::upsample_bilinear2d(ReadImage(path).unsqueeze(0), {spec.height, spec.width}, false)[0];
+    out.image = out.raw.clamp(0, 1);
+    out.input = model.Preprocess(out.raw.unsqueeze(0));
+    return out;
+  }
+  out.from_npy = true;
+  at::Tensor values = ReadNpy(path, "--image");
+  if (values.dim() == 4 && values.size(0) == 1) values = values[0];
+  if (values.dim() != 3 || values.size(0) != spec.channels) {
+    throw InputError("--image '" + path + "' has shape " + c10::str(values.sizes()) + "; expected [" +
+                     std::to_string(spec.channels) + ",H,W] or [1," + std::to_string(spec.channels) + ",H,W]");
+  }
+  if (!at::isFloatingType(values.scalar_type())) {
+    throw InputError("--image '" + path + "' holds " + std::string(c10::toString(values.scalar_type())) +
+                     " values; expected float32 or float64");
+  }
+  if (values.size(1) != spec.height || values.size(2) != spec.width) {
+    throw InputError("--image '" + path + "' is " + std::to_string(values.size(1)) + "x" + std::to_string(values.size(2)) +
+                     " but the model takes " + std::to_string(spec.height) + "x" + std::to_string(spec.width) +
+                     ": a .npy is used as given, not resized (pass --input-size, or resize it)");
+  }
+  if (!at::isfinite(values).all().item<bool>()) throw InputError("--image '" + path + "' holds NaN or infinite values");
+  const at::Tensor batch = values.to(at::kFloat).unsqueeze(0);
+  out.input = npy_values == "normalized" ? batch.to(model.device()) : model.Normalize(batch);
+  out.raw = model.Deprocess(out.input)[0].to(at::kCPU);
+  out.image = out.raw.clamp(0, 1);
+  return out;
+}
+
+void AddNpyValuesOption(CLI::App& command, std::string& npy_values) {
+  command
+      .add_option("--npy-values", npy_values,
+                  "What a .npy --image holds: range (the model's channel order and value range, before mean/std "
+                  "normalization) or normalized (the model's input itself)")
+      ->check(CLI::IsMember({"range", "normalized"}))
+      ->capture_default_str();
 }
 
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global) {

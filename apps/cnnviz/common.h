@@ -46,4 +46,20 @@ std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string
 // Loads the model on the chosen device and applies flag overrides.
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global);
 
+// One input image for a model, from --image: a PNG/JPEG (resized to the model's input size), or a float
+// .npy [3,H,W] or [1,3,H,W] at the model's input size, used as given so that results can be compared
+// with other tools on the same tensor. `npy_values` says what the .npy holds: "range" = values in the
+// sidecar's channel order and range, before mean/std normalization; "normalized" = the model's input
+// itself. Throws InputError naming the file and the problem.
+struct ModelInput {
+  at::Tensor input;  // [1,3,H,W] on the model's device, what the network receives
+  at::Tensor image;  // [3,H,W] in RGB [0,1] on the CPU, for figures (clamped)
+  at::Tensor raw;    // [3,H,W] RGB in [0,1] units, unclamped (Deprocess of `input`; the image itself for PNG/JPEG)
+  bool from_npy = false;
+};
+ModelInput ReadModelInput(const std::string& path, const Model& model, const std::string& npy_values);
+
+// Adds --npy-values (what a .npy --image holds) to a command.
+void AddNpyValuesOption(CLI::App& command, std::string& npy_values);
+
 }  // namespace cnnviz::app

@@ -33,6 +33,12 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   DeconvOptions& m = options.method;
   m.layers = SplitList(options.layers_text);
   if (!options.units_text.empty()) m.units = ParseUnits(options.units_text);
+  for (const auto& part : SplitList(options.position_text)) {
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos) {
+      throw UsageError("--position takes row,column (non-negative integers), not '" + options.position_text + "'");
+    }
+    m.position.push_back(std::stoll(part));
+  }
   m.rule = ParseBackwardRule(options.rule);
   m.Check();
   if (options.dataset.empty() == options.image.empty()) throw UsageError("give exactly one of --dataset DIR and --image FILE");
@@ -44,12 +50,13 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   std::unique_ptr<ImageSource> source;
   std::vector<UnitTop> units;
   ScanStats stats;
+  ModelInput single;  // --image
+  std::vector<std::vector<at::Tensor>> projections;
   if (!options.image.empty()) {
     if (m.layers.size() != 1) throw UsageError("--image takes one --layer");
-    source = ImageFiles({options.image});
-    at::Tensor image = source->Load(0);
-    image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
-    units = method.StrongestUnits(image, m.layers[0], m.top);
+    single = ReadModelInput(options.image, *model, options.npy_values);
+    // --units: those units at their maximum in this image; otherwise the image's --top strongest.
+    units = method.ImageUnits(single.input, m.layers[0], m.units, m.top);
     stats.images = 1;
   } else {
     source = OpenImageDataset(options.dataset);
@@ -63,7 +70,11 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     for (const auto& [index, reason] : stats.skipped) Log()->warn("skipped {}", reason);
   }
   const auto scanned = std::chrono::steady_clock::now();
-  const auto projections = method.Project(*source, units, m);
+  if (source) {
+    projections = method.Project(*source, units, m);
+  } else {
+    for (const at::Tensor& projection : method.ProjectInput(single.input, units, m)) projections.push_back({projection});
+  }
   const auto projected = std::chrono::steady_clock::now();
 
   const fs::path out(options.out);
@@ -80,7 +91,8 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     const UnitTop& unit = units[u];
     const LayerInfo& layer = probe.Find(unit.layer);
     const ReceptiveField& field = layer.receptive_field;
-    const int64_t side = std::clamp<int64_t>(std::max(field.global ? spec.height : field.size[0], field.size[1]),
+    const bool global = field.global || layer.shape.size() != 4;  // class targets see the whole image
+    const int64_t side = std::clamp<int64_t>(global ? std::max(spec.height, spec.width) : std::max(field.size[0], field.size[1]),
                                              kMinTile, kMaxTile);
     std::vector<at::Tensor> patches, shown;
     json top = json::array();
@@ -88,12 +100,12 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     for (size_t r = 0; r < unit.top.size(); ++r) {
       const TopActivation& entry = unit.top[r];
       int64_t box[4] = {0, 0, spec.height, spec.width};
-      if (!field.global) field.Box(entry.y, entry.x, box);
-      at::Tensor image = source->Load(entry.image);
+      if (!global) field.Box(entry.y, entry.x, box);
+      at::Tensor image = source ? source->Load(entry.image) : single.image;
       image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
       patches.push_back(ResizeSquare(CropBox(image, box, 0.5), side));
       shown.push_back(ResizeSquare(CropBox(ProjectionToImage(projections[u][r]), box, 0.5), side));
-      json item = {{"image", source->Name(entry.image)},
+      json item = {{"image", source ? source->Name(entry.image) : options.image},
                    {"activation", entry.activation},
                    {"position", {entry.y, entry.x}},
                    {"box", {box[0], box[1], box[2], box[3]}}};
@@ -124,12 +136,18 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
 
   json skipped = json::array();
   for (const auto& [index, reason] : stats.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
+  const bool class_target = probe.Find(m.layers[0]).shape.size() == 2;
+  std::string seed = m.seed_from;
+  if (seed == "auto") seed = class_target ? "position" : "max";
   json report = ReportHeader("deconv", *model, global.seed);
   report["options"] = {{"layers", m.layers},
                        {"units", options.units_text.empty() ? "all" : options.units_text},
                        {"top", m.top},
                        {"rule", ToString(m.rule)},
                        {"seed_from", m.seed_from},
+                       {"seed", seed},
+                       {"position", m.position},
+                       {"npy_values", options.npy_values},
                        {"batch", m.batch},
                        {"max_images", m.max_images},
                        {"workers", DecodeThreads(m.decode_threads, model->device())},
@@ -162,14 +180,23 @@ std::function<void()> AddDeconvCommand(CLI::App& app, const GlobalOptions& globa
       ->required();
   command->add_option("-u,--units", options->units_text, "Units of each layer: 0-15, 3,7 or all (default all)");
   command->add_option("--dataset", options->dataset, "Image folder (recursive) or Broden root (uses its images)");
-  command->add_option("--image", options->image, "One image: its strongest units of --layer and their projections");
+  command->add_option("--image", options->image,
+                      "One image (PNG/JPEG, or a float .npy [3,H,W] at the model's input size, see --npy-values): "
+                      "the --units given, or its --top strongest units of --layer, and their projections");
+  AddNpyValuesOption(*command, options->npy_values);
   command->add_option("--top", m.top, "Images per unit (units per image with --image)")->capture_default_str();
   command->add_option("--rule", options->rule, "Backward rule: deconvnet (Zeiler & Fergus), guided or gradient")
       ->check(CLI::IsMember({"deconvnet", "guided", "gradient"}))
       ->capture_default_str();
-  command->add_option("--seed-from", m.seed_from, "Project the activation at its maximum (max) or the whole map (map)")
-      ->check(CLI::IsMember({"max", "map"}))
+  command->add_option("--seed-from", m.seed_from,
+                      "What is back-propagated: max (the activation at its maximum, Zeiler & Fergus), map (the whole "
+                      "map weighted by itself), sum (ones over the map, Captum's sum selector), position (one at "
+                      "the maximum or at --position, Captum's index selector; for a class, its target=K), auto "
+                      "(max; position for class outputs)")
+      ->check(CLI::IsMember({"auto", "max", "map", "sum", "position"}))
       ->capture_default_str();
+  command->add_option("--position", options->position_text,
+                      "With --seed-from position: row,column in the layer's map (default: each image's maximum)");
   command->add_option("--batch", m.batch, "Images per forward pass; projections per backward pass")->capture_default_str();
   command->add_option("--max-images", m.max_images, "Scan at most this many images (0 = all)")->capture_default_str();
   command->add_option("--workers", m.decode_threads,
@@ -186,7 +213,11 @@ std::function<void()> AddDeconvCommand(CLI::App& app, const GlobalOptions& globa
       "Examples:\n"
       "  cnnviz deconv --model models/tinycnn.pt --layer conv5 --units 0-15 --dataset dataset/concepts\n"
       "  cnnviz deconv --model alexnet.pt --layers conv3,conv5 --dataset photos/ --rule guided\n"
-      "  cnnviz deconv --model models/tinycnn.pt --layer conv4 --image cat.png --top 9");
+      "  cnnviz deconv --model models/tinycnn.pt --layer conv4 --image cat.png --top 9\n"
+      "  cnnviz deconv --model resnet18.pt --layer fc --units 281 --image cat.png --rule gradient   (saliency)\n"
+      "  cnnviz deconv --model resnet18.pt --layer fc --units 281 --dataset photos/ --rule guided\n"
+      "--layer may be a class output [N,C] (e.g. fc): its units are classes, projected with seed 1 (Captum's\n"
+      "target=K) by default.");
   return [options, &global, command]() {
     if (command->parsed()) RunDeconv(*options, global);
   };

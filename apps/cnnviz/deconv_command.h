@@ -18,7 +18,9 @@ struct DeconvCommandOptions {
   std::string units_text;         // --units
   std::string rule = "deconvnet";  // --rule
   std::string dataset;            // --dataset: image folder or Broden root
-  std::string image;              // --image: one-image mode
+  std::string image;              // --image: one-image mode (PNG/JPEG or .npy)
+  std::string npy_values = "range";  // --npy-values: what a .npy --image holds
+  std::string position_text;      // --position: y,x for --seed-from position
   std::string out = "out/deconv";  // --out
   bool save_arrays = false;       // --save-arrays: raw projections as float32 .npy
 };

@@ -32,12 +32,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string Format(double value) {
-  std::ostringstream out;
-  out << std::setprecision(6) << value;
-  return out.str();
-}
-
 std::string HtmlEscape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -50,12 +44,16 @@ std::string HtmlEscape(const std::string& text) {
 }
 
 // NetDissect-Lite's tally.csv: unit, category, label, score, then per category
-// <cat>-label, <cat>-truth, <cat>-activation, <cat>-intersect, <cat>-iou. Units are 1-based as there.
+// <cat>-label, <cat>-truth, <cat>-activation, <cat>-intersect, <cat>-iou, with one column added after
+// unit: channel. `unit` is 1-based as there; `channel` is the 0-based channel index that --units, the
+// report, the page and the PNG names use. Counts and scores are written as NetDissect-Lite's csv module
+// writes its float64s (1234.0; shortest round-trip digits), rows by score descending, equal scores by
+// channel.
 std::string TallyCsv(const LayerDissection& layer, const SegmentationSource& source) {
   const auto& categories = source.categories();
   const auto& labels = source.labels();
   std::ostringstream csv;
-  csv << "unit,category,label,score";
+  csv << "unit,channel,category,label,score";
   for (const auto& category : categories) {
     csv << ',' << category << "-label," << category << "-truth," << category << "-activation," << category
         << "-intersect," << category << "-iou";
@@ -65,14 +63,14 @@ std::string TallyCsv(const LayerDissection& layer, const SegmentationSource& sou
   for (const auto& unit : layer.units) order.push_back(&unit);
   std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
   for (const UnitDissection* unit : order) {
-    csv << unit->unit + 1 << ',' << (unit->category >= 0 ? categories[unit->category] : "") << ','
-        << labels[unit->best.label].name << ',' << Format(unit->best.iou);
+    const auto count = [](const at::Tensor& value) { return PythonFloat(static_cast<double>(value.item<int64_t>())); };
+    csv << unit->unit + 1 << ',' << unit->unit << ',' << (unit->category >= 0 ? categories[unit->category] : "") << ','
+        << (unit->best.label ? labels[unit->best.label].name : "") << ',' << PythonFloat(unit->best.iou);
     for (size_t c = 0; c < categories.size(); ++c) {
       const LabelScore& best = unit->per_category[c];
-      csv << ',' << (best.label ? labels[best.label].name : "") << ','
-          << layer.label_area[best.label].item<int64_t>() << ','
-          << layer.activated_area[unit->unit][static_cast<int64_t>(c)].item<int64_t>() << ','
-          << layer.intersection[unit->unit][best.label].item<int64_t>() << ',' << Format(best.iou);
+      csv << ',' << (best.label ? labels[best.label].name : "") << ',' << count(layer.label_area[best.label]) << ','
+          << count(layer.activated_area[unit->unit][static_cast<int64_t>(c)]) << ','
+          << count(layer.intersection[unit->unit][best.label]) << ',' << PythonFloat(best.iou);
     }
     csv << '\n';
   }
@@ -150,16 +148,26 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   } else {
     m.layers = SplitList(options.layers_text);
   }
+  m.activated_area = options.activated_area == "present" ? ActivatedArea::kPresent : ActivatedArea::kCovered;
+  for (const auto& file : SplitList(options.thresholds_text)) m.thresholds.push_back(ReadNpy(file, "thresholds"));
   m.Check();
   const std::string root = ResolveBrodenRoot(options.dataset);
   std::unique_ptr<SegmentationSource> source = OpenBroden(root, options.dataset_options);
   Log()->info("dissecting {} layer(s) over {} images of {}", m.layers.size(), source->size(), root);
+  if (source->unlabelled_images()) {
+    Log()->info("left out {} image(s) with no label in the chosen categories (as NetDissect-Lite)",
+                source->unlabelled_images());
+  }
 
   auto last = std::chrono::steady_clock::now();
   NetworkDissection method(probe);
   DissectionResult result = method.Run(*source, m, [&](int pass, size_t done, size_t total) {
     if (std::chrono::steady_clock::now() - last > std::chrono::seconds(3) || done == total) {
-      Log()->info("pass {}/2: {}/{} images", pass, done, total);
+      if (m.thresholds.empty()) {
+        Log()->info("pass {}/2: {}/{} images", pass, done, total);
+      } else {
+        Log()->info("tally pass (thresholds given): {}/{} images", done, total);
+      }
       last = std::chrono::steady_clock::now();
     }
   });
@@ -178,8 +186,11 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   html << "<!doctype html><html><head><meta charset=\"utf-8\"><title>cnnviz dissect</title><style>"
           "body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
           "img.strip{height:72px}</style></head><body><h1>Network dissection</h1><p>Model "
-       << HtmlEscape(model->path()) << ", dataset " << HtmlEscape(root) << ", " << result.images
-       << " images, quantile " << m.quantile << ", IoU threshold " << m.iou_threshold << ".</p>";
+       << HtmlEscape(model->path()) << ", dataset " << HtmlEscape(root) << ", " << result.images << " images, "
+       << (m.thresholds.empty() ? "quantile " + PythonFloat(m.quantile) : std::string("thresholds given"))
+       << ", IoU threshold " << m.iou_threshold << ".</p><p>Units are numbered by channel from 0, as --units "
+       << "takes them and the figures are named; tally.csv's <code>unit</code> column is 1-based (as "
+          "NetDissect-Lite) and its <code>channel</code> column 0-based.</p>";
   for (const LayerDissection& layer : result.layers) {
     const std::string folder = SafeFileName(layer.name);
     fs::create_directories(out / folder / "units", ec);
@@ -207,7 +218,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
       html << "<tr><td>" << HtmlEscape(categories[c]) << "</td><td>" << layer.detectors_per_category[c] << "</td><td>"
            << layer.unique_concepts[c] << "</td></tr>";
     }
-    html << "</table><img src=\"" << folder << "/detectors.png\"><table><tr><th>unit</th><th>label</th>"
+    html << "</table><img src=\"" << folder << "/detectors.png\"><table><tr><th>unit (channel)</th><th>label</th>"
          << "<th>category</th><th>IoU</th><th>top images (activation &gt; threshold outlined)</th></tr>";
 
     std::vector<const UnitDissection*> order;
@@ -230,6 +241,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
       const std::string label = unit->best.label ? labels[unit->best.label].name : "";
       const std::string category = unit->category >= 0 ? categories[unit->category] : "";
       units.push_back({{"unit", unit->unit},
+                       {"tally_unit", unit->unit + 1},
                        {"label", label},
                        {"category", category},
                        {"iou", unit->best.iou},
@@ -271,6 +283,9 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                            {"name", label.name},
                            {"category", label.category >= 0 ? categories[label.category] : ""}});
   }
+  report["unit_numbering"] =
+      "'unit' is the 0-based channel index (as --units takes it, and unit_<k>.png); 'tally_unit' and tally.csv's "
+      "'unit' column are 1-based as NetDissect-Lite's; tally.csv's 'channel' column is 0-based";
   report["options"] = {{"dataset", root},
                        {"layers", m.layers},
                        {"split", options.dataset_options.split},
@@ -280,14 +295,27 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                        {"batch", m.batch},
                        {"max_images", options.dataset_options.max_images},
                        {"cache_mb", m.cache_mb},
+                       {"activated_area", options.activated_area},
+                       {"union_maps", m.union_maps},
+                       {"thresholds", SplitList(options.thresholds_text)},
                        {"workers", DecodeThreads(m.decode_threads, model->device())},
                        {"save_arrays", options.save_arrays}};
   report["method"] = {
-      {"threshold", "exact: the activation of rank ceil(quantile * values) from the top, per unit"},
+      {"threshold", m.thresholds.empty()
+                        ? "exact: the activation of rank ceil(quantile * values) from the top, per unit"
+                        : "given (--thresholds), rounded down to float32; no quantile pass"},
       {"upsampling", "bilinear, align_corners=false, to the segmentation size (as NetDissect-Lite)"},
-      {"primary_category", "the category a label occurs in most (label.csv); its activated area is the IoU's"},
+      {"primary_category", source->primary_rule() + "; its activated area is the IoU's"},
+      {"activated_area", m.activated_area == ActivatedArea::kCovered
+                             ? "|M_k| added to a category when M_k covers a labelled pixel of that primary category, "
+                               "or the image has an image-level label of it (NetDissect-Lite)"
+                             : "|M_k| added to every category the image has labels in (--activated-area present)"},
+      {"ties", "within a category the lower label number; across categories the later category (NetDissect-Lite)"},
       {"image_level_labels", "full-image masks"},
-      {"multiple_masks", "several PNGs of one category are unioned per label"}};
+      {"images_without_labels", "left out (NetDissect-Lite's index_has_any_data)"},
+      {"multiple_masks", m.union_maps ? "several PNGs of one category are unioned per label (--union-maps)"
+                                      : "every PNG counts, a label in two maps at one pixel twice (NetDissect-Lite)"}};
+  report["images_left_out_unlabelled"] = source->unlabelled_images();
   report["labels"] = label_table;
   report["images"] = result.images;
   report["images_from_cache"] = result.cached_images;
@@ -319,7 +347,21 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
       ->capture_default_str();
   command->add_option("--quantile", m.quantile, "Top activation quantile defining each unit's mask")->capture_default_str();
   command->add_option("--iou-threshold", m.iou_threshold, "IoU above which a unit is a detector")->capture_default_str();
-  command->add_option("--categories", options->categories_text, "Only these categories, e.g. color,object (default all)");
+  command->add_option("--categories", options->categories_text,
+                      "Only these categories, e.g. color,object; 'ndl' = NetDissect-Lite's default set (all but "
+                      "material). Default: every category that category.csv lists, as in Bau et al.");
+  command->add_option("--thresholds", options->thresholds_text,
+                      "Per-unit thresholds, one .npy per layer in --layers order (e.g. NetDissect-Lite's "
+                      "quantile.npy or a cnnviz thresholds.npy): skips the quantile pass")
+      ->capture_default_str();
+  command->add_option("--activated-area", options->activated_area,
+                      "Which images add a unit's mask to a category's activated area: covered (the mask covers a "
+                      "label of that category, as NetDissect-Lite) or present (the image has labels of it)")
+      ->check(CLI::IsMember({"covered", "present"}))
+      ->capture_default_str();
+  command->add_flag("--union-maps", m.union_maps,
+                    "Union the label maps of one category, so a label in two maps at one pixel counts once "
+                    "(NetDissect-Lite counts it twice)");
   command->add_option("--batch", m.batch, "Images per forward pass")->capture_default_str();
   command->add_option("--max-images", options->dataset_options.max_images, "Use at most this many images (0 = all)")
       ->capture_default_str();
@@ -337,11 +379,18 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
   command->footer(
       "Outputs in --out: index.html (open it in a browser), report.json (per unit label, category, IoU,\n"
       "threshold, best label per category; per layer detectors and unique concepts per category), and per\n"
-      "layer <layer>/tally.csv (NetDissect-Lite columns), <layer>/detectors.png, <layer>/units/unit_<k>.png.\n"
+      "layer <layer>/tally.csv (NetDissect-Lite columns plus channel), <layer>/detectors.png,\n"
+      "<layer>/units/unit_<k>.png. Units are channels numbered from 0 everywhere but tally.csv's unit column\n"
+      "(1-based, as NetDissect-Lite; its channel column is 0-based).\n"
+      "Rules follow NetDissect-Lite (activated area, primary category by coverage, ties, images without\n"
+      "labels left out); thresholds are exact rather than its quantile sketch. See README, 'Compared with\n"
+      "Captum and NetDissect-Lite'.\n"
       "Images whose image or masks are missing or corrupt are skipped with a warning and listed in the report.\n"
       "Examples:\n"
       "  cnnviz dissect --model models/tinycnn.pt --dataset dataset/concepts --layers conv3,conv4,conv5\n"
-      "  cnnviz dissect --model resnet18.pt --dataset broden --layers layer4 --split val");
+      "  cnnviz dissect --model resnet18.pt --dataset broden --layers layer4 --split val\n"
+      "  cnnviz dissect --model resnet18.pt --dataset broden --layers layer4 --categories ndl \\\n"
+      "      --thresholds ndl_result/quantile.npy");
   return [options, &global, command]() {
     if (command->parsed()) RunDissect(*options, global);
   };

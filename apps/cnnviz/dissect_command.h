@@ -18,7 +18,9 @@ struct DissectCommandOptions {
   BrodenOptions dataset_options;
   std::string dataset = "broden";       // --dataset: Broden root, or "broden" for the default location
   std::string layers_text = "all-conv";  // --layers: a,b,c or all-conv
-  std::string categories_text;          // --categories: color,object,...
+  std::string categories_text;          // --categories: color,object,... or ndl
+  std::string thresholds_text;          // --thresholds: one .npy per layer
+  std::string activated_area = "covered";  // --activated-area: covered|present
   std::string out = "out/dissect";       // --out
   bool save_arrays = false;             // --save-arrays: thresholds and tallies as .npy
 };

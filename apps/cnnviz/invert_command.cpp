@@ -72,7 +72,9 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   if (options.layers_text.empty() && options.decoder.empty()) {
     throw UsageError("give --layer/--layers (optimization) and/or --decoder (a trained decoder)");
   }
-  const at::Tensor image = ReadImage(options.image);  // fails with InputError before the model loads
+  const bool npy = fs::path(options.image).extension() == ".npy";
+  // An image fails with InputError before the model loads; a .npy is read against the model's input.
+  at::Tensor image = npy ? at::Tensor() : ReadImage(options.image);
   std::shared_ptr<Model> model = LoadModel(options.model, global);
   std::unique_ptr<UpconvDecoder> decoder;
   if (!options.decoder.empty()) {
@@ -83,6 +85,9 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
       model->mutable_input_spec().width = decoder->info().width;
     }
   }
+  // A .npy is the network's input exactly; the methods optimize an RGB image in [0,1] units, so it enters
+  // them as its Deprocess (unclamped), whose Preprocess gives it back to float rounding.
+  if (npy) image = ReadModelInput(options.image, *model, options.npy_values).raw;
   Probe probe(model);
   if (decoder) decoder->CheckCompatible(probe);
   InversionOptions& m = options.method;
@@ -185,6 +190,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
 
   json report = ReportHeader("invert", *model, global.seed);
   report["options"] = {{"image", options.image},
+                       {"npy_values", options.npy_values},
                        {"layers", m.layers},
                        {"steps", m.steps},
                        {"lr", options.lr_text},
@@ -219,7 +225,11 @@ std::function<void()> AddInvertCommand(CLI::App& app, const GlobalOptions& globa
   CLI::App* command = app.add_subcommand(
       "invert", "Network inversion: reconstruct an image from a layer's features (what does the layer keep?)");
   AddModelOptions(*command, options->model);
-  command->add_option("-i,--image", options->image, "Image to invert (resized to the model's input)")->required();
+  command->add_option("-i,--image", options->image,
+                      "Image to invert (PNG/JPEG, resized to the model's input; or a float .npy [3,H,W] at the "
+                      "model's input size, see --npy-values)")
+      ->required();
+  AddNpyValuesOption(*command, options->npy_values);
   command->add_option("-l,--layer,--layers", options->layers_text,
                       "Layer(s) to invert from: conv3, a,b,c, all (aliased layers, else every conv) or all-conv");
   command->add_option("--decoder", options->decoder, "Also (or only) reconstruct with a decoder from `cnnviz upconv train`");

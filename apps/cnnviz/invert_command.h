@@ -18,6 +18,7 @@ struct InvertCommandOptions {
   ModelOptions model;
   InversionOptions method;
   std::string image;                 // --image
+  std::string npy_values = "range";  // --npy-values: what a .npy --image holds
   std::string layers_text;           // --layer/--layers: a,b,c | all | all-conv
   std::string decoder;               // --decoder: a file from `cnnviz upconv train`
   std::string lr_text = "auto";      // --lr: auto or a number

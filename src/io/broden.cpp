@@ -85,8 +85,23 @@ Table ReadTable(const fs::path& path) {
   return table;
 }
 
+// NetDissect-Lite's default categories (its settings.py): Broden's six without material.
+constexpr const char* kNetDissectLiteCategories[] = {"object", "part", "scene", "texture", "color"};
+
+// The category names of category.csv in its order; empty when the file does not exist.
+std::vector<std::string> CategoryOrder(const fs::path& path);
+
 bool IsInteger(const std::string& text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+std::vector<std::string> CategoryOrder(const fs::path& path) {
+  std::vector<std::string> names;
+  if (!fs::exists(path)) return names;
+  const Table table = ReadTable(path);
+  const size_t name = table.Column("name");
+  for (const auto& cells : table.rows) names.push_back(cells[name]);
+  return names;
 }
 
 struct Row {
@@ -103,22 +118,37 @@ class Broden : public SegmentationSource {
     const Table index = ReadTable(root / "index.csv");
     static const char* kFixed[] = {"image", "split", "ih", "iw", "sh", "sw"};
     for (const char* name : kFixed) index.Column(name);
+    // --categories ndl: NetDissect-Lite's default set (settings.py CATAGORIES: every Broden category but
+    // material), those of them the dataset has.
+    std::vector<std::string> wanted = options.categories;
+    if (wanted == std::vector<std::string>{"ndl"}) {
+      wanted.clear();
+      for (const char* name : kNetDissectLiteCategories) {
+        if (index.columns.count(name)) wanted.emplace_back(name);
+      }
+    }
+    // Categories in category.csv's order where it exists (NetDissect-Lite's order, which breaks ties;
+    // by default only those it lists, as there), else index.csv's; a category asked for by name that
+    // category.csv does not list comes after those it lists.
+    const std::vector<std::string> listed = CategoryOrder(root / "category.csv");
     std::vector<std::pair<std::string, size_t>> category_columns;
     for (const auto& [name, column] : index.columns) {
       if (std::find(std::begin(kFixed), std::end(kFixed), name) != std::end(kFixed)) continue;
-      if (!options.categories.empty() &&
-          std::find(options.categories.begin(), options.categories.end(), name) == options.categories.end()) {
-        continue;
-      }
+      if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), name) == wanted.end()) continue;
+      if (wanted.empty() && !listed.empty() && std::find(listed.begin(), listed.end(), name) == listed.end()) continue;
       category_columns.emplace_back(name, column);
     }
-    for (const auto& wanted : options.categories) {
-      if (!index.columns.count(wanted)) {
-        throw InputError("'" + index.path + "' has no category '" + wanted + "' (--categories)");
+    for (const auto& name : wanted) {
+      if (!index.columns.count(name)) {
+        throw InputError("'" + index.path + "' has no category '" + name + "' (--categories)");
       }
     }
+    auto rank = [&](const std::pair<std::string, size_t>& entry) {
+      const auto it = std::find(listed.begin(), listed.end(), entry.first);
+      return std::make_pair(static_cast<size_t>(it - listed.begin()), entry.second);
+    };
     std::sort(category_columns.begin(), category_columns.end(),
-              [](const auto& a, const auto& b) { return a.second < b.second; });
+              [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
     for (const auto& [name, column] : category_columns) categories_.push_back(name);
     AssignPrimaryCategories();
     if (options.split != "all" && options.split != "train" && options.split != "val") {
@@ -133,12 +163,16 @@ class Broden : public SegmentationSource {
       if (options.max_images && rows_.size() >= options.max_images) break;
       Row row;
       row.image = cells[image];
-      try {
-        row.seg_height = std::stoll(cells[sh]);
-        row.seg_width = std::stoll(cells[sw]);
-      } catch (const std::exception&) {
-        throw InputError("'" + index.path + "' line " + std::to_string(line) + ": sh/sw are not numbers");
+      // Segmentation sides: 1 to 16384 pixels (Broden's are 112-192).
+      for (const size_t column : {sh, sw}) {
+        const std::string& text = cells[column];
+        if (!IsInteger(text) || text.size() > 5 || std::stoll(text) < 1 || std::stoll(text) > 16384) {
+          throw InputError("'" + index.path + "' line " + std::to_string(line) + ": segmentation size sh,sw = " +
+                           cells[sh] + "," + cells[sw] + " is not two integers from 1 to 16384");
+        }
       }
+      row.seg_height = std::stoll(cells[sh]);
+      row.seg_width = std::stoll(cells[sw]);
       for (const auto& [name, column] : category_columns) {
         row.masks.emplace_back();
         row.image_labels.emplace_back();
@@ -146,7 +180,7 @@ class Broden : public SegmentationSource {
         for (const auto& entry : Split(cells[column], ';')) {
           if (entry.empty()) continue;
           if (IsInteger(entry)) {
-            const int64_t number = std::stoll(entry);
+            const int64_t number = entry.size() > 9 ? -1 : std::stoll(entry);
             if (number <= 0 || number >= static_cast<int64_t>(labels_.size())) {
               throw InputError("'" + index.path + "' line " + std::to_string(line) + ": label " + entry +
                                " is not in label.csv");
@@ -156,6 +190,15 @@ class Broden : public SegmentationSource {
             row.masks.back().push_back(entry);
           }
         }
+      }
+      // As NetDissect-Lite (index_has_any_data): an image without labels in the chosen categories is not
+      // part of the dataset, for thresholds too.
+      const bool labelled = std::any_of(row.masks.begin(), row.masks.end(), [](const auto& m) { return !m.empty(); }) ||
+                            std::any_of(row.image_labels.begin(), row.image_labels.end(),
+                                        [](const auto& l) { return !l.empty(); });
+      if (!labelled) {
+        ++unlabelled_;
+        continue;
       }
       rows_.push_back(std::move(row));
     }
@@ -167,6 +210,8 @@ class Broden : public SegmentationSource {
   at::Tensor Load(size_t index) const override { return ReadImage(Name(index)); }
   const std::vector<std::string>& categories() const override { return categories_; }
   const std::vector<ConceptLabel>& labels() const override { return labels_; }
+  size_t unlabelled_images() const override { return unlabelled_; }
+  const std::string& primary_rule() const override { return primary_rule_; }
 
   Segmentation LoadSegmentation(size_t index) const override {
     const Row& row = rows_.at(index);
@@ -201,43 +246,91 @@ class Broden : public SegmentationSource {
     const Table table = ReadTable(root_ / "label.csv");
     const size_t number = table.Column("number"), name = table.Column("name"), category = table.Column("category");
     int64_t largest = 0;
-    for (const auto& cells : table.rows) {
-      if (!IsInteger(cells[number])) throw InputError("'" + table.path + "': label number '" + cells[number] + "'");
-      largest = std::max<int64_t>(largest, std::stoll(cells[number]));
-    }
+    for (const auto& cells : table.rows) largest = std::max(largest, LabelNumber(table, cells[number]));
     labels_.resize(largest + 1);
     labels_[0].name = "-";
     static const std::regex kCount(R"(([A-Za-z_]+)\((\d+)\))");
     for (const auto& cells : table.rows) {
-      ConceptLabel& label = labels_[std::stoll(cells[number])];
-      label.number = std::stoll(cells[number]);
+      ConceptLabel& label = labels_[LabelNumber(table, cells[number])];
+      label.number = LabelNumber(table, cells[number]);
       label.name = cells[name];
-      int64_t best = -1;
       for (const auto& part : Split(cells[category], ';')) {
         std::smatch match;
         if (!std::regex_match(part, match, kCount)) continue;
-        const int64_t count = std::stoll(match[2].str());
-        if (count > best) {
-          best = count;
-          primary_names_[label.number] = match[1].str();
+        counts_[label.number][match[1].str()] = std::strtod(match[2].str().c_str(), nullptr);
+      }
+    }
+  }
+
+  // A label's primary category, as NetDissect-Lite's primary_categories_per_index: the chosen category
+  // with the largest coverage of the label in c_<category>.csv (0 where the label is absent), ties going
+  // to the later category. Without c_<category>.csv files, the label.csv counts stand in for coverage.
+  // A label absent from every chosen category has none (-1) and is never scored.
+  void AssignPrimaryCategories() {
+    std::vector<std::map<int64_t, double>> weight(categories_.size());
+    bool coverage = true;
+    for (size_t c = 0; c < categories_.size() && coverage; ++c) {
+      const fs::path path = root_ / ("c_" + categories_[c] + ".csv");
+      if (!fs::exists(path)) {
+        coverage = false;
+        break;
+      }
+      const Table table = ReadTable(path);
+      const size_t number = table.Column("number"), column = table.Column("coverage");
+      for (const auto& cells : table.rows) {
+        char* end = nullptr;
+        const double value = std::strtod(cells[column].c_str(), &end);
+        if (cells[column].empty() || *end != '\0' || !std::isfinite(value)) {
+          throw InputError("'" + table.path + "': coverage '" + cells[column] + "' is not a number");
+        }
+        weight[c][LabelNumber(table, cells[number])] = value;
+      }
+    }
+    if (!coverage) {
+      for (auto& map : weight) map.clear();
+      for (const auto& [label, per_category] : counts_) {
+        for (size_t c = 0; c < categories_.size(); ++c) {
+          const auto it = per_category.find(categories_[c]);
+          if (it != per_category.end()) weight[c][label] = it->second;
+        }
+      }
+    }
+    primary_rule_ = coverage ? "the chosen category with the largest coverage in c_<category>.csv, ties to the "
+                               "later category (NetDissect-Lite)"
+                             : "the chosen category with the largest count in label.csv (no c_<category>.csv "
+                               "files), ties to the later category";
+    for (auto& label : labels_) {
+      if (label.number <= 0) continue;
+      double best = -1;
+      label.category = -1;
+      bool present = false;
+      for (size_t c = 0; c < categories_.size(); ++c) present = present || weight[c].count(label.number);
+      if (!present) continue;
+      for (size_t c = 0; c < categories_.size(); ++c) {
+        const auto it = weight[c].find(label.number);
+        const double value = it == weight[c].end() ? 0.0 : it->second;
+        if (value >= best) {
+          best = value;
+          label.category = static_cast<int64_t>(c);
         }
       }
     }
   }
 
-  void AssignPrimaryCategories() {
-    for (auto& label : labels_) {
-      auto it = primary_names_.find(label.number);
-      if (it == primary_names_.end()) continue;
-      auto position = std::find(categories_.begin(), categories_.end(), it->second);
-      label.category = position == categories_.end() ? -1 : position - categories_.begin();
+  // A label number of a CSV file: a positive integer that fits.
+  static int64_t LabelNumber(const Table& table, const std::string& text) {
+    if (!IsInteger(text) || text.size() > 9) {
+      throw InputError("'" + table.path + "': label number '" + text + "' is not an integer from 1 to 999999999");
     }
+    return std::stoll(text);
   }
 
   fs::path root_;
   std::vector<std::string> categories_;
   std::vector<ConceptLabel> labels_;
-  std::map<int64_t, std::string> primary_names_;
+  std::map<int64_t, std::map<std::string, double>> counts_;  // label.csv: label -> category -> count
+  std::string primary_rule_;
+  size_t unlabelled_ = 0;
   std::vector<Row> rows_;
 };
 

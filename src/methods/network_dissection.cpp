@@ -27,6 +27,7 @@ namespace {
 struct PreparedLabels {
   int64_t height = 0, width = 0;
   at::Tensor has;           // [C] int64 0/1: the image carries labels of the category
+  at::Tensor image_categories;  // [C] int64 0/1: the image has an image-level label of that primary category
   // The labelled (pixel, label) pairs over all categories, sorted by pixel: within a category a label
   // is unioned over the category's maps; a label in two categories of the image appears twice.
   at::Tensor pixel, label;  // [P] int64
@@ -34,13 +35,14 @@ struct PreparedLabels {
   at::Tensor area_labels, area_counts;  // label areas of this image: labels [n], pixels [n] int64
 };
 
-PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
+PreparedLabels Prepare(const Segmentation& segmentation, const std::vector<int64_t>& primary, bool union_maps) {
+  const auto label_count = static_cast<int64_t>(primary.size());
   PreparedLabels out;
   out.height = segmentation.height;
   out.width = segmentation.width;
   const int64_t pixels = segmentation.height * segmentation.width;
   std::vector<int64_t> area(static_cast<size_t>(label_count), 0);
-  std::vector<int64_t> has, image_labels;
+  std::vector<int64_t> has, image_labels, image_categories(segmentation.pixel.size(), 0);
   std::vector<std::pair<int64_t, int64_t>> pairs;  // (pixel, label)
   int64_t pixel_categories = 0;
   for (size_t c = 0; c < segmentation.pixel.size(); ++c) {
@@ -49,11 +51,12 @@ PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
       if (label <= 0 || label >= label_count) continue;  // unknown to label.csv: unlabelled
       area[label] += pixels;
       image_labels.push_back(label);
+      if (primary[label] >= 0) image_categories[primary[label]] = 1;
     }
     if (!segmentation.pixel[c].defined()) continue;
     ++pixel_categories;
-    // Labels unknown to label.csv count as unlabelled; several maps of a category are unioned per label
-    // (a label another map of the category already gave the pixel is not counted again).
+    // Labels unknown to label.csv count as unlabelled. With union_maps, several maps of a category are
+    // unioned per label (a label another map of the category already gave the pixel is not counted again).
     const at::Tensor maps = segmentation.pixel[c].to(at::kLong).contiguous();  // [maps, h, w]
     const int64_t* codes = maps.data_ptr<int64_t>();
     const int64_t count = maps.size(0);
@@ -63,7 +66,9 @@ PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
         const int64_t code = codes[m * pixels + p];
         if (!known(code)) continue;
         bool repeat = false;
-        for (int64_t earlier = 0; earlier < m && !repeat; ++earlier) repeat = codes[earlier * pixels + p] == code;
+        for (int64_t earlier = 0; union_maps && earlier < m && !repeat; ++earlier) {
+          repeat = codes[earlier * pixels + p] == code;
+        }
         if (repeat) continue;
         pairs.emplace_back(p, code);
         ++area[code];
@@ -75,6 +80,7 @@ PreparedLabels Prepare(const Segmentation& segmentation, int64_t label_count) {
     std::stable_sort(pairs.begin(), pairs.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   }
   out.has = at::tensor(has, at::kLong);
+  out.image_categories = at::tensor(image_categories, at::kLong);
   out.image_labels = at::tensor(image_labels, at::kLong);
   std::vector<int64_t> pixel(pairs.size()), label(pairs.size());
   for (size_t i = 0; i < pairs.size(); ++i) {
@@ -190,6 +196,7 @@ struct Tally {
 struct BatchLabels {
   int64_t height = 0, width = 0;
   at::Tensor has;           // [n, C] int64
+  at::Tensor image_categories;  // [n, C] int64
   at::Tensor image_labels;  // [n, L+1] int64: image-level label counts (undefined when there are none)
   // Labelled pairs of all images sorted by key = image * S + pixel, and where each key's pairs start:
   // pairs of key q are label[start[q] .. start[q + 1]).
@@ -201,14 +208,16 @@ BatchLabels GatherLabels(const std::vector<const PreparedLabels*>& images, int64
   out.height = images[0]->height;
   out.width = images[0]->width;
   const int64_t n = static_cast<int64_t>(images.size()), pixels = out.height * out.width;
-  std::vector<at::Tensor> has, keys, labels, image_keys;
+  std::vector<at::Tensor> has, image_categories, keys, labels, image_keys;
   for (int64_t i = 0; i < n; ++i) {
     has.push_back(images[i]->has);
+    image_categories.push_back(images[i]->image_categories);
     keys.push_back(images[i]->pixel + i * pixels);
     labels.push_back(images[i]->label);
     image_keys.push_back(images[i]->image_labels + i * label_count);
   }
   out.has = at::stack(has);
+  out.image_categories = at::stack(image_categories);
   const at::Tensor key = at::cat(keys);
   out.label = at::cat(labels);
   out.start = at::zeros({n * pixels + 1}, at::kLong);
@@ -223,6 +232,7 @@ BatchLabels To(const BatchLabels& labels, const c10::Device& device) {
   if (device.is_cpu()) return labels;
   BatchLabels out = labels;
   out.has = labels.has.to(device, /*non_blocking=*/true);
+  out.image_categories = labels.image_categories.to(device, /*non_blocking=*/true);
   if (labels.image_labels.defined()) out.image_labels = labels.image_labels.to(device, /*non_blocking=*/true);
   out.label = labels.label.to(device, /*non_blocking=*/true);
   out.start = labels.start.to(device, /*non_blocking=*/true);
@@ -259,27 +269,48 @@ MaskPixels Threshold(const at::Tensor& up, const at::Tensor& thresholds) {
 
 // Adds the masks of R (image, unit) rows to a layer's tallies: `mask` at the segmentation size of
 // `pixels` pixels, `units` [R] and `rows_image` [R] (index into `labels`). Only the pixels of the masks
-// are visited: at q = 0.005 a small share of each map.
+// are visited: at q = 0.005 a small share of each map. `category_of` [L+1] int64 is each label's primary
+// category, C (one past the last) for none.
 void AddMasks(Tally& tally, const MaskPixels& mask, int64_t pixels, const at::Tensor& units,
-              const at::Tensor& rows_image, const BatchLabels& labels) {
+              const at::Tensor& rows_image, const BatchLabels& labels, const at::Tensor& category_of,
+              ActivatedArea rule) {
   const int64_t label_count = tally.label_area.size(0), all_units = tally.intersection.size(1);
+  const int64_t categories = tally.activated_area.size(1), rows = units.size(0);
   const at::Tensor& active = mask.active;
-  tally.activated_area.index_add_(0, units, labels.has.index_select(0, rows_image) * active.unsqueeze(1));
+  if (rule == ActivatedArea::kPresent) {
+    tally.activated_area.index_add_(0, units, labels.has.index_select(0, rows_image) * active.unsqueeze(1));
+  }
   if (labels.image_labels.defined()) {  // image-level labels: the whole image carries them
     tally.intersection.index_add_(1, units, (labels.image_labels.index_select(0, rows_image) * active.unsqueeze(1)).t());
   }
   // I[k, u] += the pixels of M_k labelled u: each mask pixel expands to the labels at that pixel.
-  if (mask.row.size(0) == 0) return;
-  const at::Tensor& row = mask.row;
-  const at::Tensor key = rows_image.index_select(0, row) * pixels + mask.pixel;
-  const at::Tensor first = labels.start.index_select(0, key);
-  const at::Tensor count = labels.start.index_select(0, key + 1) - first;
-  const at::Tensor hit = at::repeat_interleave(count);  // [E] the hit each (hit, label) entry comes from
-  if (hit.numel() == 0) return;
-  const at::Tensor offset = at::arange(hit.size(0), hit.options()) - (count.cumsum(0) - count).index_select(0, hit);
-  const at::Tensor label = labels.label.index_select(0, first.index_select(0, hit) + offset);
-  const at::Tensor keys = units.index_select(0, row.index_select(0, hit)) * label_count + label;
-  tally.intersection.add_(at::bincount(keys, {}, all_units * label_count).view({all_units, label_count}).t());
+  at::Tensor row_of_entry, label;  // per (mask pixel, label) entry
+  if (mask.row.size(0) > 0) {
+    const at::Tensor& row = mask.row;
+    const at::Tensor key = rows_image.index_select(0, row) * pixels + mask.pixel;
+    const at::Tensor first = labels.start.index_select(0, key);
+    const at::Tensor count = labels.start.index_select(0, key + 1) - first;
+    const at::Tensor hit = at::repeat_interleave(count);  // [E] the hit each (hit, label) entry comes from
+    if (hit.numel() > 0) {
+      const at::Tensor offset =
+          at::arange(hit.size(0), hit.options()) - (count.cumsum(0) - count).index_select(0, hit);
+      label = labels.label.index_select(0, first.index_select(0, hit) + offset);
+      row_of_entry = row.index_select(0, hit);
+      const at::Tensor keys = units.index_select(0, row_of_entry) * label_count + label;
+      tally.intersection.add_(at::bincount(keys, {}, all_units * label_count).view({all_units, label_count}).t());
+    }
+  }
+  if (rule == ActivatedArea::kCovered) {
+    // A_k,cat += |M_k| where M_k covers a label of primary category cat, or the image has an image-level
+    // label of primary category cat.
+    at::Tensor covered = labels.image_categories.index_select(0, rows_image) > 0;  // [R, C]
+    if (row_of_entry.defined()) {
+      const at::Tensor keys = row_of_entry * (categories + 1) + category_of.index_select(0, label);
+      const at::Tensor hits = at::bincount(keys, {}, rows * (categories + 1)).view({rows, categories + 1});
+      covered = covered | (hits.narrow(1, 0, categories) > 0);
+    }
+    tally.activated_area.index_add_(0, units, covered.to(at::kLong) * active.unsqueeze(1));
+  }
 }
 
 }  // namespace
@@ -292,6 +323,10 @@ void DissectionOptions::Check() const {
   if (top_images < 1) throw UsageError("top images per unit must be at least 1");
   if (cache_mb < 0) throw UsageError("--cache-mb must be >= 0");
   if (decode_threads < 0) throw UsageError("--workers must be >= 0");
+  if (!thresholds.empty() && thresholds.size() != layers.size()) {
+    throw UsageError("--thresholds gives " + std::to_string(thresholds.size()) + " file(s) for " +
+                     std::to_string(layers.size()) + " layer(s): give one per layer, in --layers order");
+  }
 }
 
 DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
@@ -317,6 +352,32 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   const size_t categories = source.categories().size();
   const int64_t label_count = static_cast<int64_t>(source.labels().size());
   DissectionResult result;
+  std::vector<int64_t> primary(label_count, -1);
+  for (int64_t c = 0; c < label_count; ++c) primary[c] = source.labels()[c].category;
+  // Given thresholds: checked against the layers, rounded down to float32 (map > t is unchanged for maps
+  // in float32), and the quantile pass is skipped.
+  const bool given = !options.thresholds.empty();
+  result.thresholds_given = given;
+  std::vector<at::Tensor> thresholds;
+  for (size_t l = 0; given && l < names.size(); ++l) {
+    const at::Tensor& t = options.thresholds[l];
+    if (t.dim() != 1 || t.size(0) != infos[l]->units) {
+      throw InputError("the thresholds given for layer '" + options.layers[l] + "' have shape " +
+                       c10::str(t.sizes()) + "; the layer has " + std::to_string(infos[l]->units) +
+                       " units: expected [" + std::to_string(infos[l]->units) + "]");
+    }
+    const at::Tensor wide = t.to(at::kDouble).contiguous();
+    if (!at::isfinite(wide).all().item<bool>()) {
+      throw InputError("the thresholds given for layer '" + options.layers[l] + "' are not all finite");
+    }
+    std::vector<float> down(static_cast<size_t>(wide.size(0)));
+    const double* values = wide.data_ptr<double>();
+    for (size_t k = 0; k < down.size(); ++k) {
+      down[k] = static_cast<float>(values[k]);
+      if (static_cast<double>(down[k]) > values[k]) down[k] = std::nextafter(down[k], -INFINITY);
+    }
+    thresholds.push_back(at::tensor(down, at::kFloat));
+  }
 
   // Pass 1: exact thresholds and top images.
   auto start = std::chrono::steady_clock::now();
@@ -344,7 +405,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   // sequential run.
   constexpr int64_t kBookkeepingDepth = 2;
   Workers bookkeeping(1);
-  {
+  if (!given) {
     BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, 0, decode_threads,
                                model.device().is_cuda());
     ImageBatch batch;
@@ -406,8 +467,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   }
   const size_t used = total - skipped.size();
   if (used == 0) throw InputError("no image of the dataset could be decoded");
-  std::vector<at::Tensor> thresholds;
-  for (size_t l = 0; l < names.size(); ++l) {
+  for (size_t l = 0; !given && l < names.size(); ++l) {
     const int64_t values = static_cast<int64_t>(used) * infos[l]->shape[2] * infos[l]->shape[3];
     const int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.quantile * values)));
     tops[l].Merge();
@@ -431,6 +491,9 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     tallies[l].activated_area = at::zeros({infos[l]->units, static_cast<int64_t>(categories)}, counts);
     device_thresholds.push_back(thresholds[l].to(device));
   }
+  std::vector<int64_t> category_index(primary);
+  for (int64_t& c : category_index) c = c < 0 ? static_cast<int64_t>(categories) : c;
+  const at::Tensor category_of = at::tensor(category_index, at::kLong).to(device);
   // Decoding threads read which images are cached from this snapshot; the main thread empties the cache.
   std::vector<char> cached(total, 0);
   for (const auto& entry : cache) cached[entry.first] = 1;
@@ -441,7 +504,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       try {
         Sample sample;
         sample.index = i;
-        sample.labels = Prepare(source.LoadSegmentation(i), label_count);
+        sample.labels = Prepare(source.LoadSegmentation(i), primary, options.union_maps);
         if (!cached[i]) {  // cached images need only their labels
           at::Tensor image = source.Load(i);
           if (image.size(1) != spec.height || image.size(2) != spec.width) {
@@ -460,6 +523,10 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   SampleBatch batch;
   size_t done = 0;
   at::NoGradGuard no_grad;
+  // Posted bookkeeping reads this pass's locals (tallies, thresholds, margins): on an error it must end
+  // before they are destroyed. (Pass 1's tasks use only locals declared before `bookkeeping`, which
+  // drains them when destroyed.)
+  DrainOnExit drain(bookkeeping);
   while (prefetcher.Next(&batch)) {
     for (const auto& failure : batch.failures) {
       skipped.insert(failure.first);
@@ -499,10 +566,16 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
                       dense = std::move(dense), uncached = std::move(uncached)] {
       at::NoGradGuard no_grad;
       const SampleBatch& batch = *samples;
+      std::vector<int64_t> uncached_images;
+      for (size_t b : uncached) uncached_images.push_back(static_cast<int64_t>(batch.samples[b].index));
+      const at::Tensor indices = at::tensor(uncached_images, at::kLong);
       for (size_t l = 0; l < dense.size(); ++l) {
         const at::Tensor& layer = dense[l];
-        const at::Tensor maxima = detail::ChannelMaxima(layer.view({layer.size(0), -1, layer.size(3)})).first;
+        const at::Tensor flat = layer.view({layer.size(0), -1, layer.size(3)});
+        const auto [maxima, argmax] = detail::ChannelMaxima(flat);
         for (size_t j = 0; j < uncached.size(); ++j) (*maps)[uncached[j]][l].peaks = maxima[static_cast<int64_t>(j)];
+        // With given thresholds this is the only pass: it also keeps the top images.
+        if (given) top_images[l].Update(flat.transpose(1, 2), indices, options.top_images, maxima, argmax);
       }
       // Label areas do not depend on the layer: one sum per batch.
       {
@@ -570,7 +643,8 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
           const at::Tensor up =
               same_size ? maps : at::upsample_bilinear2d(maps.unsqueeze(0), {size.first, size.second}, false)[0];
           const MaskPixels mask = Threshold(up, device_thresholds[l].index_select(0, units));
-          AddMasks(tallies[l], mask, size.first * size.second, units, rows_image, labels);
+          AddMasks(tallies[l], mask, size.first * size.second, units, rows_image, labels, category_of,
+                   options.activated_area);
         }
       }
     });
@@ -585,11 +659,9 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     tally.label_area[0] = 0;
   }
   result.tally_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (result.images == 0) throw InputError("no image of the dataset could be decoded");
 
   // Scores.
-  const auto& labels = source.labels();
-  std::vector<int64_t> primary(label_count, -1);
-  for (int64_t c = 0; c < label_count; ++c) primary[c] = labels[c].category;
   for (size_t l = 0; l < names.size(); ++l) {
     LayerDissection layer;
     layer.name = names[l];
@@ -622,14 +694,17 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       unit.unit = k;
       unit.threshold = unit_thresholds[k];
       unit.per_category.assign(categories, LabelScore{});
-      for (int64_t c = 1; c < label_count; ++c) {
+      for (int64_t c = 1; c < label_count; ++c) {  // within a category, ties go to the lower label number
         if (primary[c] < 0) continue;
         const double iou = ious[k][c];
         LabelScore& best_in = unit.per_category[primary[c]];
         if (iou > best_in.iou) best_in = {c, iou};
-        if (iou > unit.best.iou) {
-          unit.best = {c, iou};
-          unit.category = primary[c];
+      }
+      for (size_t c = 0; c < categories; ++c) {  // across categories, to the later category
+        const LabelScore& best_in = unit.per_category[c];
+        if (best_in.label > 0 && best_in.iou >= unit.best.iou) {
+          unit.best = best_in;
+          unit.category = static_cast<int64_t>(c);
         }
       }
       if (unit.best.label > 0 && unit.best.iou > options.iou_threshold) {

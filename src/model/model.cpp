@@ -94,6 +94,14 @@ at::Tensor Model::Preprocess(const at::Tensor& images) const {
   return (x - mean) / std;
 }
 
+at::Tensor Model::Normalize(const at::Tensor& values) const {
+  const at::Tensor x = values.to(device_, at::kFloat);
+  auto options = x.options();
+  at::Tensor mean = torch::tensor(spec_.mean, options.dtype(at::kDouble)).to(options).view({1, -1, 1, 1});
+  at::Tensor std = torch::tensor(spec_.std, options.dtype(at::kDouble)).to(options).view({1, -1, 1, 1});
+  return (x - mean) / std;
+}
+
 at::Tensor Model::Deprocess(const at::Tensor& input) const {
   auto options = input.options();
   at::Tensor mean = torch::tensor(spec_.mean, options.dtype(at::kDouble)).to(options).view({1, -1, 1, 1});

@@ -14,7 +14,8 @@ namespace cnnviz {
 struct ConceptLabel {
   int64_t number = 0;        // global label number, 1..N
   std::string name;          // e.g. "red-c", "circle"
-  int64_t category = -1;     // primary category (index into categories()): the one it occurs in most
+  int64_t category = -1;     // primary category (index into categories()), -1 when in none of them:
+                             // see SegmentationSource::primary_rule()
 };
 
 // The labels of one image, by category (index into categories()).
@@ -36,6 +37,13 @@ class SegmentationSource : public ImageSource {
   virtual const std::vector<ConceptLabel>& labels() const = 0;
   // The labels of image `index`. Throws InputError when a mask is missing, undecodable or of the wrong size.
   virtual Segmentation LoadSegmentation(size_t index) const = 0;
+  // Images of the index left out because they carry no label of the chosen categories.
+  virtual size_t unlabelled_images() const { return 0; }
+  // How each label's primary category was chosen, in words (for reports).
+  virtual const std::string& primary_rule() const {
+    static const std::string kGiven = "given by the source";
+    return kGiven;
+  }
 };
 
 }  // namespace cnnviz

@@ -4,7 +4,19 @@
 // backward from the unit's activation through max-pool switches and transposed filters, with
 // relu(grad_out) at every ReLU (the DeconvNet rule), or guided backpropagation, or the plain gradient.
 // In autograd terms the Probe's rule views do exactly this (see cnnviz/model/probe.h).
-// Limit: a unit is one channel at one position, so layers without spatial extent are refused.
+// A layer without spatial extent ([N, C], e.g. the class logits) is a class target: its unit is one
+// logit, and the three rules give saliency (Simonyan et al. 2014), guided backpropagation and DeconvNet
+// of that class, as Captum's Saliency(abs=False), GuidedBackprop and Deconvolution with target=K do.
+//
+// What is back-propagated (DeconvOptions::seed_from):
+//   max       the activation at its maximum position, every other zeroed: d(a * a_detached)/dx, i.e. the
+//             projection scaled by the activation (Zeiler & Fergus's projection of one activation);
+//   map       the whole map, each position scaled by its activation (Zeiler & Fergus's projection of a
+//             feature map);
+//   sum       ones over the map: d(sum of the map)/dx (Captum's neuron selector given as a sum);
+//   position  one at one position (its maximum, or DeconvOptions::position): d a[y, x]/dx (Captum's
+//             neuron selector given as an index (c, y, x); for a class target, Captum's target=K);
+//   auto      max for spatial layers, position (seed 1) for class targets.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,9 +39,11 @@ struct DeconvOptions {
   int64_t top = 9;
   // Backward rule of the projection. Default DeconvNet.
   BackwardRule rule = BackwardRule::kDeconvNet;
-  // "max": seed the backward pass with the unit's activation at its maximum position only (default);
-  // "map": with the unit's whole feature map.
-  std::string seed_from = "max";
+  // What is back-propagated: "auto" (default), "max", "map", "sum" or "position" (see above).
+  std::string seed_from = "auto";
+  // With seed_from "position": the (row, column) in the layer's map to seed; empty = each top image's
+  // maximum position.
+  std::vector<int64_t> position;
   // Images per forward batch in the scan, and (unit, image) pairs per backward batch. Default 16.
   int64_t batch = 16;
   // Scan at most this many images (0 = all). Default 0.
@@ -74,11 +88,23 @@ class DeconvNet {
   std::vector<std::vector<at::Tensor>> Project(const ImageSource& source, const std::vector<UnitTop>& units,
                                                const DeconvOptions& options) const;
 
-  // For one image [3,H,W] at the model's input size: the `count` units of `layer` with the largest
-  // maximum activation, strongest first (each with one TopActivation, image index 0).
-  std::vector<UnitTop> StrongestUnits(const at::Tensor& image, const std::string& layer, int64_t count) const;
+  // Projections of units on one model input [1,3,H,W] (already preprocessed, e.g. from ImageUnits'
+  // caller): [unit][3,H,W] the raw gradient with respect to that input. Every TopActivation refers to it.
+  std::vector<at::Tensor> ProjectInput(const at::Tensor& input, const std::vector<UnitTop>& units,
+                                       const DeconvOptions& options) const;
+
+  // For one model input [1,3,H,W] (already preprocessed): the given `units` of `layer` (in that order) or,
+  // when empty, the `count` units with the largest maximum activation, strongest first; each with one
+  // TopActivation (image index 0) at its maximum.
+  std::vector<UnitTop> ImageUnits(const at::Tensor& input, const std::string& layer, const std::vector<int64_t>& units,
+                                  int64_t count) const;
 
  private:
+  // Backward projections of a batch: `inputs` [B,3,H,W] preprocessed, entry b projecting unit `units[b]`
+  // at `tops[b]`. Returns [B,3,H,W] on the CPU.
+  at::Tensor ProjectBatch(const at::Tensor& inputs, const std::vector<const UnitTop*>& units,
+                          const std::vector<const TopActivation*>& tops, const DeconvOptions& options) const;
+
   const Probe& probe_;
 };
 

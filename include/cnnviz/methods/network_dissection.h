@@ -7,11 +7,16 @@
 //     (0.5% of the activations at q = 0.005); also each unit's top images;
 //  2. tallies: each unit's map is upsampled to the segmentation size (bilinear, align_corners=False, as
 //     NetDissect-Lite; the original NetDissect centred it on receptive fields), M_k = map > T_k, and
-//     for every label c: I_kc += |M_k & L_c|, G_c += |L_c| (image-level labels are full-image masks),
-//     A_k,cat += |M_k| for each category the image has labels in.
-// IoU_kc = I_kc / (A_k,primary(c) + G_c - I_kc); a unit's label is its best concept; it is a detector
-// when that IoU exceeds the threshold. Label occurrences count in every category column they appear
-// in; their area term uses their primary category. No activation is stored on disk: memory is the
+//     for every label c: I_kc += |M_k & L_c|, G_c += |L_c| (image-level labels are full-image masks;
+//     every label map counts, so a label in two maps at one pixel counts twice, as NetDissect-Lite),
+//     A_k,cat += |M_k| when M_k covers a pixel labelled with a label of primary category cat or the
+//     image has an image-level label of primary category cat (NetDissect-Lite's `tally_cat > 0`).
+// IoU_kc = I_kc / (A_k,primary(c) + G_c - I_kc). A unit's label in each category is the label of best
+// IoU among those of that primary category (ties: the lower label number); its label overall is the
+// best of those (ties: the later category), as NetDissect-Lite's tally(). It is a detector when that
+// IoU exceeds the threshold. Options switch to the earlier cnnviz rules (activated area over every
+// image with a map of the category, label maps of a category unioned). No activation is stored on
+// disk: memory is the
 // threshold buffer, O(units x labels) tallies, each unit's maps on its top images, and an optional
 // activation cache of fixed size (cache_mb) that spares the second pass the network for the images it
 // holds.
@@ -27,6 +32,13 @@
 #include "cnnviz/model/probe.h"
 
 namespace cnnviz {
+
+// Which images add a unit's mask |M_k| to a category's activated area A_k,cat.
+enum class ActivatedArea {
+  kCovered,  // NetDissect-Lite: M_k covers a labelled pixel of primary category cat, or the image has
+             // an image-level label of primary category cat (default)
+  kPresent,  // the image has any label map or image-level label of category cat (cnnviz before 0.9)
+};
 
 struct DissectionOptions {
   // Layers (module paths or aliases). Required.
@@ -46,6 +58,15 @@ struct DissectionOptions {
   // Threads decoding images and masks ahead of the passes (one batch each); 0 = DecodeThreads' choice:
   // 1 on a CPU, up to 8 on a GPU.
   int64_t decode_threads = 0;
+  // Activated-area rule. Default kCovered (NetDissect-Lite).
+  ActivatedArea activated_area = ActivatedArea::kCovered;
+  // Union the label maps of one category per label, so a label in two maps at one pixel counts once.
+  // Default false: every map counts, as NetDissect-Lite.
+  bool union_maps = false;
+  // Given thresholds, one [K] float tensor per layer (e.g. NetDissect-Lite's quantile.npy): the quantile
+  // pass is skipped and the run is one pass over the data. Empty = compute exact thresholds (default).
+  // A float64 threshold t is applied as the largest float32 not above it, so `map > t` is unchanged.
+  std::vector<at::Tensor> thresholds;
   // Throws UsageError for bad values.
   void Check() const;
 };
@@ -80,6 +101,7 @@ struct LayerDissection {
 struct DissectionResult {
   std::vector<LayerDissection> layers;
   size_t images = 0;                                    // images used in both passes
+  bool thresholds_given = false;                        // DissectionOptions::thresholds: one pass
   size_t cached_images = 0;                             // images whose second pass reused cached maps
   int64_t cache_bytes = 0;                              // what that cache held
   std::vector<std::pair<size_t, std::string>> skipped;  // images skipped: index, reason

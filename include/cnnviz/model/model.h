@@ -38,6 +38,9 @@ class Model {
   at::Tensor Preprocess(const at::Tensor& images) const;
   // The inverse of Preprocess.
   at::Tensor Deprocess(const at::Tensor& input) const;
+  // Values already in the model's channel order and range -> (x - mean) / std, on the model's device:
+  // Preprocess without its channel reordering and range scaling.
+  at::Tensor Normalize(const at::Tensor& values) const;
   // `input` in the memory layout the network's gradient passes run fastest in: channels-last on a CPU
   // (oneDNN convolutions without layout reorders, vectorized pooling; an activation-maximization step
   // is 1.08x (resnet18) to 1.16x (tinycnn) faster), unchanged on CUDA. Values are the same; results
