@@ -23,7 +23,8 @@ with bench_common.ENV (1 intra-op thread, OMP_WAIT_POLICY=PASSIVE), batches of 1
 Wall time and peak RSS come from /usr/bin/time -f "%e %M" (GNU time; falls back to polling
 /proc/PID/status VmHWM when it is missing), so both include process start-up and model loading.
 
-cnnviz: BUILD/apps/cnnviz dissect -q --device cpu --model M --dataset D --layers L1,L2 --out O --batch 16,
+cnnviz: BUILD/apps/cnnviz dissect -q --device cpu --model M --dataset D --layers L1,L2 --out O --batch 16
+--activated-area present --union-maps (the baseline's tally rules, so both do the same work),
 read from O/report.json ("timings", "layers"[i]{"name", "detectors", "units"[{"unit", "label",
 "category", "iou", "threshold"}]}). When the binary or its dissect command is missing, only the
 Python side runs.
@@ -116,7 +117,9 @@ def run_cnnviz(binary, model, dataset, layers):
     out_dir = tempfile.mkdtemp(prefix="dissect-bench-")
     try:
         command = [binary, "dissect", "-q", "--threads", "1", "--device", "cpu", "--model", model, "--dataset", dataset,
-                   "--layers", ",".join(layers), "--out", out_dir, "--batch", "16"]
+                   "--layers", ",".join(layers), "--out", out_dir, "--batch", "16",
+                   # the baseline's tally rules (dissect_baseline.py): same work, comparable labels
+                   "--activated-area", "present", "--union-maps"]
         rc, out, err, wall, rss = measured(command)
         if rc != 0:
             print(f"  cnnviz dissect failed ({rc}): {(err or out).strip()[-1000:]}")
