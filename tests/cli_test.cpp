@@ -13,27 +13,15 @@
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/layers_command.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 namespace cnnviz {
 namespace {
-
-struct Result {
-  int code;
-  std::string out;
-};
-
-// Runs the cnnviz binary with `arguments`; stderr is merged into the captured text when `merge`.
-Result RunCli(const std::string& arguments, bool merge = true) {
-  const std::string command = std::string(CNNVIZ_BINARY) + " " + arguments + (merge ? " 2>&1" : " 2>/dev/null");
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), out};
-}
+using test::ExpectOneLineError;
+using test::Result;
+using test::RunCli;
+using test::TempDir;
 
 TEST(CliTest, LayersJsonIsStableAndComplete) {
   app::LayersOptions options;
@@ -72,15 +60,6 @@ TEST(CliTest, TableAndJsonFromTheBinary) {
   EXPECT_NO_THROW(nlohmann::json::parse(json.out));
 }
 
-void ExpectOneLineError(const std::string& arguments, int code, const std::string& fragment) {
-  Result result = RunCli(arguments);
-  EXPECT_EQ(result.code, code) << arguments << "\n" << result.out;
-  EXPECT_NE(result.out.find("cnnviz: error: "), std::string::npos) << result.out;
-  EXPECT_NE(result.out.find(fragment), std::string::npos) << result.out;
-  std::string last_line = result.out.substr(result.out.rfind("cnnviz: error: "));
-  EXPECT_EQ(std::count(last_line.begin(), last_line.end(), '\n'), 1) << result.out;
-}
-
 TEST(CliTest, ErrorsAreOneLineWithDocumentedExitCodes) {
   ExpectOneLineError("layers --model " + test::Fixture("no_such.pt"), 3, "does not exist");
   ExpectOneLineError("layers --model " + test::Fixture("garbage.pt"), 3, "not a TorchScript file");
@@ -107,11 +86,6 @@ TEST(CliTest, HelpAndVersion) {
 namespace cnnviz {
 namespace {
 
-std::string TempDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "cnnviz_" + name + "_" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
-  return dir;
-}
 
 TEST(CliActMaxTest, WritesGridUnitsArraysAndReport) {
   const std::string out = TempDir("actmax");

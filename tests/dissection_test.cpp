@@ -97,12 +97,12 @@ TEST(DecodeTest, LibpngAndLibjpegAgreeWithOpenCv) {
   const at::Tensor png = io_detail::DecodePngJpeg(test::Fixture("mixed_images/nested/1.png"), "image");
   EXPECT_TRUE(png.equal(io_detail::DecodeRgb8(test::Fixture("mixed_images/nested/1.png"), "image")));
   // Errors name the file and say what is wrong, as the OpenCV path's do; a file with a JPEG signature
-  // and garbage after it takes libjpeg's error exit.
+  // and garbage after it is refused as a mask (and as an image, as truncated: ImageFileChecks).
   const std::string bad_jpeg = (std::filesystem::temp_directory_path() /
                                 ("cnnviz_decode_" + std::to_string(::getpid()) + ".jpg")).string();
   std::ofstream(bad_jpeg, std::ios::binary) << "\xff\xd8\xff\xe0 this is not the rest of a JPEG";
   for (const auto& [path, message] : std::vector<std::pair<std::string, std::string>>{
-           {bad_jpeg, "cannot be decoded ("},
+           {bad_jpeg, "is a JPEG; label maps must be PNG"},
            {test::Fixture("mixed_images/broken.jpg"), "cannot be decoded (neither PNG nor JPEG)"},
            {synth + "no_such.png", "is missing"},
            {test::Fixture("concepts/index.csv"), "cannot be decoded (neither PNG nor JPEG)"}}) {

@@ -80,7 +80,7 @@ std::vector<TopNatural> ReferenceTop(const Probe& probe, const std::vector<UnitI
 
 void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   const auto start = std::chrono::steady_clock::now();
-  if (!options.units_text.empty()) options.method.units = ParseUnits(options.units_text);
+  if (options.units_given) options.method.units = ParseUnits(options.units_text);
   options.method.seed = global.seed;
   options.method.Check();
   std::shared_ptr<Model> model = LoadModel(options.model, global);
@@ -90,6 +90,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
     options.method.workers = UsableCores();
   }
   Probe probe(model);
+  ClaimOutputFolder(options.out);
 
   auto last_report = std::chrono::steady_clock::now();
   ActivationMaximization method(probe);
@@ -104,8 +105,8 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   const fs::path out(options.out);
   std::error_code ec;
   fs::create_directories(out / "units", ec);
-  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
   if (options.save_arrays) fs::create_directories(out / "arrays", ec);
+  if (ec) throw InputError("cannot create folders in '" + options.out + "': " + ec.message());
 
   std::vector<TopNatural> natural;
   if (!options.reference_dataset.empty()) natural = ReferenceTop(probe, result.units, options.reference_dataset);
@@ -246,6 +247,7 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
       "  cnnviz actmax --model models/tinycnn.pt --expr \"conv5:3 + 0.5*conv4:7 - 0.05*tv\"");
   return [options, &global, command]() {
     if (!command->parsed()) return;
+    options->units_given = command->count("--units") > 0;
     options->method.param.width = options->method.param.height;
     RunActMax(*options, global);
   };

@@ -15,6 +15,7 @@ struct ActMaxCommandOptions {
   ModelOptions model;
   ActMaxOptions method;
   std::string units_text;         // --unit / --units
+  bool units_given = false;       // --units was on the command line (an empty value is an error)
   std::string out = "out/actmax";  // --out
   bool save_arrays = false;       // --save-arrays: float32 .npy per image
   std::string reference_dataset;  // --reference-dataset: image folder for top natural activations

@@ -6,16 +6,23 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/seed.h"
+#include "cnnviz/core/logging.h"
+#include "cnnviz/io/atomic_file.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 
@@ -28,6 +35,10 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& options) {
       ->capture_default_str();
   app.add_flag("-q,--quiet", options.quiet, "Only errors on stderr (same as --log-level error)");
   app.add_option("--seed", options.seed, "Seed for every random generator; same seed, same output")
+      ->check([](const std::string& text) {
+        const bool digits = !text.empty() && text.size() <= 19 && text.find_first_not_of("0123456789") == std::string::npos;
+        return digits ? std::string() : "--seed must be a non-negative integer below 10^19, not '" + text + "'";
+      })
       ->capture_default_str();
   app.add_option("--device", options.device, "auto (CUDA when available), cpu, cuda or cuda:N")
       ->capture_default_str();
@@ -117,6 +128,54 @@ void AddNpyValuesOption(CLI::App& command, std::string& npy_values) {
                   "normalization) or normalized (the model's input itself)")
       ->check(CLI::IsMember({"range", "normalized"}))
       ->capture_default_str();
+}
+
+namespace {
+
+// Locks `lock_path` for the rest of the process (the descriptor stays open; the kernel releases the
+// lock when the process ends, however it ends). `what` names the output in messages.
+void LockForThisProcess(const fs::path& lock_path, const std::string& what) {
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError("cannot write in " + what + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buffer[32] = {0};
+    const ssize_t n = ::pread(fd, buffer, sizeof(buffer) - 1, 0);
+    std::string holder = n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+    holder.erase(std::remove_if(holder.begin(), holder.end(), [](char c) { return !std::isdigit(static_cast<unsigned char>(c)); }),
+                 holder.end());
+    ::close(fd);
+    throw InputError(what + " is in use by another cnnviz run" + (holder.empty() ? "" : " (pid " + holder + ")") +
+                     ": wait for it or choose another --out");
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds without the pid; the file only helps the message above.
+  }
+}
+
+}  // namespace
+
+void ClaimOutputFolder(const std::string& folder) {
+  std::error_code ec;
+  if (fs::exists(folder, ec) && !fs::is_directory(folder, ec)) {
+    throw InputError("output folder '" + folder + "' is a file");
+  }
+  fs::create_directories(folder, ec);
+  if (ec) throw InputError("cannot create output folder '" + folder + "': " + ec.message());
+  LockForThisProcess(fs::path(folder) / ".cnnviz.lock", "output folder '" + folder + "'");
+  const size_t stale = RemoveStaleTemporaries(folder);
+  if (stale) Log()->info("removed {} temporary file(s) an interrupted run left in {}", stale, folder);
+  fs::remove(fs::path(folder) / "report.json", ec);
+}
+
+void ClaimOutputFile(const std::string& file) {
+  const fs::path target(file);
+  const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) throw InputError("cannot create folder '" + parent.string() + "': " + ec.message());
+  LockForThisProcess(parent / ("." + target.filename().string() + ".lock"), "output '" + file + "'");
+  RemoveStaleTemporaries(parent.string(), /*recursive=*/false);
 }
 
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global) {

@@ -43,6 +43,14 @@ void AddModelOptions(CLI::App& command, ModelOptions& options);
 // UsageError naming `flag` when the model has none.
 std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string& flag);
 
+// Claims `folder` for this run; every command that writes a folder calls it before its work. Creates
+// it; takes an exclusive lock on `folder/.cnnviz.lock` held until the process ends (InputError when
+// another run holds it); removes temporaries that dead runs left there, and the previous run's
+// report.json: each command writes its report last, so a folder without report.json is unfinished.
+void ClaimOutputFolder(const std::string& folder);
+// The same for one output file (a decoder): the lock is `.<name>.lock` beside it.
+void ClaimOutputFile(const std::string& file);
+
 // Loads the model on the chosen device and applies flag overrides.
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global);
 

@@ -32,7 +32,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   const auto start = std::chrono::steady_clock::now();
   DeconvOptions& m = options.method;
   m.layers = SplitList(options.layers_text);
-  if (!options.units_text.empty()) m.units = ParseUnits(options.units_text);
+  if (options.units_given) m.units = ParseUnits(options.units_text);
   for (const auto& part : SplitList(options.position_text)) {
     if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos) {
       throw UsageError("--position takes row,column (non-negative integers), not '" + options.position_text + "'");
@@ -44,6 +44,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   if (options.dataset.empty() == options.image.empty()) throw UsageError("give exactly one of --dataset DIR and --image FILE");
   std::shared_ptr<Model> model = LoadModel(options.model, global);
   Probe probe(model);
+  ClaimOutputFolder(options.out);
   DeconvNet method(probe);
   const InputSpec& spec = model->input_spec();
 
@@ -80,8 +81,8 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   const fs::path out(options.out);
   std::error_code ec;
   fs::create_directories(out / "units", ec);
-  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
   if (options.save_arrays) fs::create_directories(out / "arrays", ec);
+  if (ec) throw InputError("cannot create folders in '" + options.out + "': " + ec.message());
 
   json records = json::array();
   std::vector<at::Tensor> mosaic;
@@ -219,7 +220,9 @@ std::function<void()> AddDeconvCommand(CLI::App& app, const GlobalOptions& globa
       "--layer may be a class output [N,C] (e.g. fc): its units are classes, projected with seed 1 (Captum's\n"
       "target=K) by default.");
   return [options, &global, command]() {
-    if (command->parsed()) RunDeconv(*options, global);
+    if (!command->parsed()) return;
+    options->units_given = command->count("--units") > 0;
+    RunDeconv(*options, global);
   };
 }
 

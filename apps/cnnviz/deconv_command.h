@@ -16,6 +16,7 @@ struct DeconvCommandOptions {
   DeconvOptions method;
   std::string layers_text;        // --layer / --layers: a,b,c
   std::string units_text;         // --units
+  bool units_given = false;       // --units was on the command line (an empty value is an error)
   std::string rule = "deconvnet";  // --rule
   std::string dataset;            // --dataset: image folder or Broden root
   std::string image;              // --image: one-image mode (PNG/JPEG or .npy)

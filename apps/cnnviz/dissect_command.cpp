@@ -160,6 +160,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   }
 
   auto last = std::chrono::steady_clock::now();
+  ClaimOutputFolder(options.out);
   NetworkDissection method(probe);
   DissectionResult result = method.Run(*source, m, [&](int pass, size_t done, size_t total) {
     if (std::chrono::steady_clock::now() - last > std::chrono::seconds(3) || done == total) {
@@ -175,8 +176,6 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
 
   const fs::path out(options.out);
   std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
   const auto& categories = source->categories();
   const auto& labels = source->labels();
   const InputSpec& spec = model->input_spec();
@@ -194,6 +193,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   for (const LayerDissection& layer : result.layers) {
     const std::string folder = SafeFileName(layer.name);
     fs::create_directories(out / folder / "units", ec);
+    if (ec) throw InputError("cannot create folder '" + (out / folder / "units").string() + "': " + ec.message());
     WriteFileAtomic((out / folder / "tally.csv").string(), TallyCsv(layer, *source));
 
     // Detectors per concept, grouped by category.

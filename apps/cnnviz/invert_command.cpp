@@ -104,6 +104,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   }
   if (!options.layers_text.empty()) m.layers = ResolveLayers(options.layers_text, probe);
 
+  ClaimOutputFolder(options.out);
   InversionResult result;
   if (!m.layers.empty()) {
     auto last = Clock::now();
@@ -142,8 +143,8 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   const fs::path out(options.out);
   std::error_code ec;
   fs::create_directories(out / "layers", ec);
-  if (ec) throw InputError("cannot create output folder '" + options.out + "': " + ec.message());
   if (options.save_arrays) fs::create_directories(out / "arrays", ec);
+  if (ec) throw InputError("cannot create folders in '" + options.out + "': " + ec.message());
 
   std::vector<at::Tensor> tiles{result.original};
   std::vector<std::string> captions{"original"};
@@ -279,6 +280,7 @@ void RunUpconvTrain(UpconvTrainCommandOptions options, const GlobalOptions& glob
   probe.Find(m.layer);
   const bool tty = isatty(fileno(stderr)) && !global.quiet;
   auto last = Clock::now();
+  ClaimOutputFile(m.out);
   DecoderTrainResult result = TrainDecoder(
       probe, *source, options.dataset, m, [&](int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss) {
         if (tty) {

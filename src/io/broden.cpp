@@ -338,6 +338,9 @@ class Broden : public SegmentationSource {
 
 std::unique_ptr<SegmentationSource> OpenBroden(const std::string& root, const BrodenOptions& options) {
   std::error_code ec;
+  if (fs::exists(root, ec) && !fs::is_directory(root, ec)) {
+    throw InputError("dataset '" + root + "' is a file; --dataset takes a folder");
+  }
   if (!fs::is_directory(root, ec)) throw InputError("dataset folder '" + root + "' does not exist");
   return std::make_unique<Broden>(fs::path(root), options);
 }

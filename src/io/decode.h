@@ -16,6 +16,10 @@ namespace cnnviz::io_detail {
 // Throws InputError "<what> '<path>' is missing" or "... cannot be decoded (...)".
 at::Tensor DecodeRgb8(const std::string& path, const std::string& what);
 
+// Header and end checks decoders do not make (src/io/image_check.cpp): a truncated PNG or JPEG; with
+// `label_map`, anything but an 8-bit RGB(A) or palette PNG. Throws InputError naming the file.
+void CheckImageFile(const std::string& path, const std::string& what, bool label_map);
+
 // The libpng/libjpeg decoder by itself (PNG and JPEG only), the build's DecodeRgb8 without OpenCV. It is
 // compiled whenever both libraries are found, so that builds with OpenCV test it against cv::imread.
 at::Tensor DecodePngJpeg(const std::string& path, const std::string& what);

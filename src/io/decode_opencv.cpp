@@ -11,6 +11,7 @@ namespace cnnviz::io_detail {
 
 at::Tensor DecodeRgb8(const std::string& path, const std::string& what) {
   if (!std::filesystem::exists(path)) throw InputError(what + " '" + path + "' is missing");
+  CheckImageFile(path, what, what == "mask");
   cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
   if (bgr.empty()) throw InputError(what + " '" + path + "' cannot be decoded (corrupt or unsupported format)");
   cv::Mat rgb;

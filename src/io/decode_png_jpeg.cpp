@@ -89,6 +89,7 @@ at::Tensor DecodeJpeg(FILE* file, const std::string& path, const std::string& wh
 
 at::Tensor DecodePngJpeg(const std::string& path, const std::string& what) {
   if (!std::filesystem::exists(path)) throw InputError(what + " '" + path + "' is missing");
+  CheckImageFile(path, what, what == "mask");
   File file(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!file) throw InputError(what + " '" + path + "' cannot be opened");
   unsigned char magic[8] = {0};

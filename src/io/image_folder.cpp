@@ -11,6 +11,9 @@ namespace fs = std::filesystem;
 
 std::vector<std::string> ListImages(const std::string& folder) {
   std::error_code ec;
+  if (fs::exists(folder, ec) && !fs::is_directory(folder, ec)) {
+    throw InputError("image folder '" + folder + "' is a file, not a folder");
+  }
   if (!fs::is_directory(folder, ec)) throw InputError("image folder '" + folder + "' does not exist");
   std::vector<std::string> images;
   for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied, ec);

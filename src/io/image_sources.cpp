@@ -58,6 +58,9 @@ std::vector<std::string> BrodenImages(const fs::path& root) {
 
 std::unique_ptr<ImageSource> OpenImageDataset(const std::string& path) {
   std::error_code ec;
+  if (fs::exists(path, ec) && !fs::is_directory(path, ec)) {
+    throw InputError("dataset '" + path + "' is a file; --dataset takes a folder");
+  }
   if (!fs::is_directory(path, ec)) throw InputError("dataset folder '" + path + "' does not exist");
   if (fs::exists(fs::path(path) / "index.csv")) return std::make_unique<FileList>(BrodenImages(path));
   return std::make_unique<FileList>(ListImages(path));

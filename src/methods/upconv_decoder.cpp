@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
+#include "cnnviz/io/atomic_file.h"
 
 namespace cnnviz {
 namespace fs = std::filesystem;
@@ -131,14 +133,15 @@ void SaveArchive(const std::string& path, const DecoderInfo& info, DecoderNet& n
   const fs::path target(path);
   std::error_code ec;
   if (!target.parent_path().empty()) fs::create_directories(target.parent_path(), ec);
-  const fs::path temporary = target.parent_path() / ("." + target.filename().string() + ".tmp");
+  // Serialized in memory, then written atomically: LibTorch's file writer finishes the archive in its
+  // destructor, where a full disk's error cannot be caught (it aborted the process).
+  std::ostringstream bytes;
   try {
-    archive.save_to(temporary.string());
+    archive.save_to(bytes);
   } catch (const c10::Error& e) {
     throw InputError("cannot write decoder '" + path + "': " + FirstLine(e.what_without_backtrace()));
   }
-  fs::rename(temporary, target, ec);
-  if (ec) throw InputError("cannot write decoder '" + path + "': " + ec.message());
+  WriteFileAtomic(path, bytes.str());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "cnnviz/model/input_spec.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -11,8 +12,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 void InputSpec::Check() const {
-  if (height < 1 || width < 1) {
-    throw UsageError("input size " + std::to_string(height) + "x" + std::to_string(width) + " must be positive");
+  if (height < 1 || width < 1 || height > kMaxInputSide || width > kMaxInputSide) {
+    throw UsageError("input size " + std::to_string(height) + "x" + std::to_string(width) + " must be from 1 to " +
+                     std::to_string(kMaxInputSide) + " pixels a side");
   }
   if (channels != 1 && channels != 3) {
     throw UsageError("input channels must be 1 or 3, not " + std::to_string(channels));
@@ -20,12 +22,17 @@ void InputSpec::Check() const {
   if (channel_order != "RGB" && channel_order != "BGR") {
     throw UsageError("channel_order must be RGB or BGR, not '" + channel_order + "'");
   }
-  if (!(range_high > range_low)) throw UsageError("input range must satisfy low < high");
+  if (!(range_high > range_low) || !std::isfinite(range_low) || !std::isfinite(range_high)) {
+    throw UsageError("input range must be finite with low < high");
+  }
   if (static_cast<int64_t>(mean.size()) != channels || static_cast<int64_t>(std.size()) != channels) {
     throw UsageError("mean and std need one value per input channel (" + std::to_string(channels) + ")");
   }
   for (double s : std) {
-    if (!(s > 0)) throw UsageError("every std value must be positive");
+    if (!(s > 0) || !std::isfinite(s)) throw UsageError("every std value must be positive and finite");
+  }
+  for (double m : mean) {
+    if (!std::isfinite(m)) throw UsageError("every mean value must be finite");
   }
 }
 
@@ -75,6 +82,12 @@ InputSpec ReadInputSpec(const std::string& sidecar_path) {
     const json& input = doc["input"];
     if (!input.is_object()) throw InputError(where + ": 'input' must be an object");
     if (input.contains("size")) {
+      const json& given = input["size"];
+      for (const json& side : given.is_array() ? given : json::array({given})) {
+        if (!side.is_number_integer()) {
+          throw InputError(where + ": input.size must be whole numbers of pixels, not " + given.dump());
+        }
+      }
       auto size = Get<std::vector<int64_t>>(input, "size", where);
       if (size.size() == 1) size.push_back(size[0]);
       if (size.size() != 2) throw InputError(where + ": input.size must be [H, W]");

@@ -12,6 +12,7 @@
 #include "cnnviz/core/logging.h"
 #include "cnnviz/core/version.h"
 #include "src/model/ivalue_util.h"
+#include "src/model/zip_check.h"
 
 namespace cnnviz {
 namespace fs = std::filesystem;
@@ -52,6 +53,7 @@ std::shared_ptr<Model> Model::Load(const std::string& path, const c10::Device& d
   std::error_code ec;
   if (!fs::exists(path, ec)) throw InputError("model file '" + path + "' does not exist");
   if (fs::is_directory(path, ec)) throw InputError("model path '" + path + "' is a directory, not a file");
+  detail::VerifyZipChecksums(path);
   std::shared_ptr<Model> model(new Model());
   model->path_ = path;
   model->device_ = device;

@@ -80,6 +80,7 @@ class Parser {
     const size_t start = pos_;
     while (!AtEnd() && std::isdigit(static_cast<unsigned char>(text_[pos_]))) ++pos_;
     if (start == pos_) Fail("expected a non-negative integer");
+    if (pos_ - start > 8) Fail("number too large (at most 99999999)");
     return std::stoll(text_.substr(start, pos_ - start));
   }
   // Layer names: module paths and aliases, e.g. "layer4.1.conv2", "features.10", "relu#1".
@@ -277,8 +278,13 @@ at::Tensor EvaluateObjectives(const std::vector<Objective>& objectives, const at
         }
         case Kind::kNeuron: {
           const at::Tensor map = taps[tap_index.at(term.layer)][i][term.unit];
-          const int64_t y = term.y < 0 ? map.size(0) / 2 : std::min(term.y, map.size(0) - 1);
-          const int64_t x = term.x < 0 ? map.size(1) / 2 : std::min(term.x, map.size(1) - 1);
+          if (term.y >= map.size(0) || term.x >= map.size(1)) {
+            throw UsageError("neuron " + term.layer + ":" + std::to_string(term.unit) + "@" + std::to_string(term.y) +
+                             "," + std::to_string(term.x) + " is outside the layer's " + std::to_string(map.size(0)) +
+                             "x" + std::to_string(map.size(1)) + " map at this image size");
+          }
+          const int64_t y = term.y < 0 ? map.size(0) / 2 : term.y;
+          const int64_t x = term.x < 0 ? map.size(1) / 2 : term.x;
           add(i, map[y][x] * term.weight);
           break;
         }

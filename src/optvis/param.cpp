@@ -96,6 +96,7 @@ class FourierParam : public ImageParam {
 void ImageParamOptions::Check() const {
   if (kind != "pixel" && kind != "fft") throw UsageError("--param must be pixel or fft, not '" + kind + "'");
   if (height < 8 || width < 8) throw UsageError("image size must be at least 8x8");
+  if (height > 4096 || width > 4096) throw UsageError("--size must be at most 4096 pixels");
   if (!(init_std > 0)) throw UsageError("initialization std must be positive");
 }
 

@@ -13,8 +13,11 @@ enum class ExitCode : int {
   kInternal = 1,    // a bug in cnnviz or an unexpected library failure
   kUsage = 2,       // bad flags or values: unknown layer, unit out of range, syntax error
   kInput = 3,       // a file cannot be used: missing, unreadable, not TorchScript, malformed sidecar
-  kModel = 4,       // the model cannot run as asked: unknown operator, input too small, untappable layer
-  kInterrupted = 130,  // SIGINT; partial outputs are never left behind
+  kModel = 4,       // the model cannot run as asked: unknown operator, input too small, untappable layer,
+                    // an error raised by the model's own code, not enough memory
+  kHangup = 129,       // SIGHUP     } the run stops at once: the file being written is removed, the output
+  kInterrupted = 130,  // SIGINT     } folder has no report.json (unfinished), the next run on it cleans up
+  kTerminated = 143,   // SIGTERM    }
 };
 
 // Base of every exception cnnviz throws on purpose. `what()` is one line, meant for users.

@@ -17,6 +17,9 @@
 
 namespace cnnviz {
 
+// The largest input side cnnviz accepts (as --input-size): larger ones would not fit in memory.
+constexpr int64_t kMaxInputSide = 8192;
+
 struct InputSpec {
   // Input height and width in pixels. Default 224x224.
   int64_t height = 224;
