@@ -35,6 +35,12 @@ TEST(ObjectiveTest, NeuronsClassesAndModulePaths) {
   EXPECT_EQ(objective.terms[1].unit, 7);
   EXPECT_EQ(objective.terms[2].layer, "relu#1");
   EXPECT_EQ(ParseObjective(objective.ToString()).ToString(), objective.ToString());
+  // A Sequential's child "0" parses only behind a weight, which the canonical text keeps (fuzzing found
+  // "1*2:3" written back as "2:3").
+  const Objective numeric = ParseObjective("1*2:3 - 1*0:1@0,0");
+  EXPECT_EQ(numeric.terms[0].layer, "2");
+  EXPECT_EQ(numeric.ToString(), "1*2:3 - 1*0:1@0,0");
+  EXPECT_EQ(ParseObjective(numeric.ToString()).ToString(), numeric.ToString());
 }
 
 TEST(ObjectiveTest, SyntaxErrorsNameThePosition) {

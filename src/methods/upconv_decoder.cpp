@@ -173,6 +173,10 @@ std::unique_ptr<UpconvDecoder> UpconvDecoder::Load(const std::string& path, cons
     }
   } catch (const c10::Error& e) {
     throw InputError("'" + path + "' is not a cnnviz decoder: " + FirstLine(e.what_without_backtrace()));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // the TorchScript importer's ErrorReport and lexer errors (fuzzing)
+    throw InputError("'" + path + "' is not a cnnviz decoder (damaged archive): " + FirstLine(e.what()));
   }
   std::unique_ptr<UpconvDecoder> decoder(new UpconvDecoder());
   try {
@@ -194,6 +198,8 @@ std::unique_ptr<UpconvDecoder> UpconvDecoder::Load(const std::string& path, cons
   } catch (const c10::Error& e) {
     throw InputError("'" + path + "' holds decoder weights that do not match its metadata: " +
                      FirstLine(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw InputError("'" + path + "' holds damaged decoder weights: " + FirstLine(e.what()));
   }
   decoder->impl_->net->to(device);
   auto state = std::make_unique<torch::serialize::InputArchive>();

@@ -189,7 +189,12 @@ std::string Objective::ToString() const {
   for (size_t i = 0; i < terms.size(); ++i) {
     const ObjectiveTerm& term = terms[i];
     text += i == 0 ? (term.weight < 0 ? "-" : "") : (term.weight < 0 ? " - " : " + ");
-    if (std::abs(term.weight) != 1.0) text += FormatWeight(term.weight) + "*";
+    // A weight of 1 is implied, unless the layer's name starts like a number ("0:3", a Sequential's
+    // child): then "1*" keeps the text parseable.
+    const bool numeric_name = !term.layer.empty() && (term.kind == ObjectiveTerm::Kind::kChannel ||
+                                                      term.kind == ObjectiveTerm::Kind::kNeuron) &&
+                              (std::isdigit(static_cast<unsigned char>(term.layer[0])) || term.layer[0] == '.');
+    if (std::abs(term.weight) != 1.0 || numeric_name) text += FormatWeight(term.weight) + "*";
     switch (term.kind) {
       case ObjectiveTerm::Kind::kChannel:
         text += term.layer + ":" + std::to_string(term.unit);
