@@ -36,7 +36,9 @@ def env_for(threads):
 def run_cnnviz(binary, model, layer, units, batch, steps, extra=(), threads=1, with_selection=False):
     with tempfile.TemporaryDirectory() as out:
         command = [binary, "actmax", "-q", "--threads", str(threads), "--device", "cpu", "--model", model, "--layer", layer, "--units", units,
-                   "--batch", str(batch), "--steps", str(steps), "--size", "128", "--out", out, *extra]
+                   "--batch", str(batch), "--steps", str(steps), "--size", "128", "--out", out,
+                   # the baseline (Lucent's loop) has no redirected ReLU gradient: the same work on both sides
+                   "--relu-redirect-steps", "0", *extra]
         subprocess.run(command, check=True, env=env_for(threads))
         with open(os.path.join(out, "report.json")) as handle:
             report = json.load(handle)

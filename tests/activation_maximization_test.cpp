@@ -96,6 +96,7 @@ TEST(ActivationMaximizationTest, OwnChannelsAloneEqualTheWholeLayer) {
   for (const std::string layer : {"conv3", "conv5"}) {
     ActMaxOptions options = Quick(layer, {1, 5, 9}, 6, 48);
     options.batch = 3;
+    options.relu_redirect_steps = 0;  // redirected steps run the whole layer either way
     const ActMaxResult selected = ActivationMaximization(probe).Run(options);
     options.select_channels = false;
     const ActMaxResult whole = ActivationMaximization(probe).Run(options);
@@ -219,6 +220,52 @@ TEST(ActivationMaximizationTest, YosinskiRegularizersRunOnPixels) {
   options.render.clip_percentile = 10;
   const ActMaxResult result = ActivationMaximization(probe).Run(options);
   EXPECT_TRUE(at::isfinite(result.images).all().item<bool>());
+}
+
+// Lucid's redirected ReLU gradient: the bundled model's conv5 unit 9 is silent on the starting image,
+// so its true gradient is zero and it stays flat grey; with the first steps redirected it takes off.
+// The redirected steps read the whole layer, and afterwards the own-channel path takes over.
+TEST(ActivationMaximizationTest, ARedirectedReluGradientStartsASilentUnit) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 96));
+  ActMaxOptions options = Quick("conv5", {9}, 32, 96);
+  options.relu_redirect_steps = 0;
+  const ActMaxResult dead = ActivationMaximization(probe).Run(options);
+  EXPECT_EQ(dead.units[0].initial_value, 0.0f);
+  EXPECT_EQ(dead.units[0].final_value, 0.0f);
+  options.relu_redirect_steps = 16;
+  const ActMaxResult alive = ActivationMaximization(probe).Run(options);
+  EXPECT_EQ(alive.units[0].initial_value, 0.0f);
+  EXPECT_GT(alive.units[0].final_value, 0.5f);
+  EXPECT_TRUE(alive.selected_channels);
+  options.relu_redirect_steps = -1;
+  EXPECT_THROW(ActivationMaximization(probe).Run(options), UsageError);
+}
+
+// The rule itself, against Lucid's formula on a hand-made case: an element whose true gradient is zero
+// everywhere gets the incoming gradient except where it would push a negative input lower (a descent
+// step: grad > 0); an element with any true gradient gets the true gradient.
+TEST(ActivationMaximizationTest, RedirectedRuleFollowsLucid) {
+  Probe probe(test::LoadFixtureModel("detectors.pt", 8));
+  const LayerInfo& relu = probe.Find("relu");
+  ASSERT_EQ(relu.shape.size(), 4u);
+  at::manual_seed(1);
+  const at::Tensor input = at::randn({2, 3, 8, 8});
+  ViewSpec plain{{"relu"}, false};
+  ViewSpec redirected = plain;
+  redirected.rule = BackwardRule::kRedirected;
+  const at::Tensor seed = at::randn(probe.Run(plain, input).taps[0].sizes());
+  auto gradient = [&](const ViewSpec& spec, const at::Tensor& x) {
+    at::Tensor leaf = x.clone().requires_grad_(true);
+    (probe.Run(spec, leaf).taps[0] * seed).sum().backward();
+    return leaf.grad();
+  };
+  // Element 0 as is; element 1 black, so every unit of it sits at 0, where the ReLU passes nothing.
+  at::Tensor x = input.clone();
+  x[1].fill_(0.0);
+  const at::Tensor ours = gradient(redirected, x), truth = gradient(plain, x);
+  EXPECT_TRUE(at::allclose(ours[0], truth[0]));  // some gradient passes: the true one
+  EXPECT_EQ(truth[1].abs().sum().item<float>(), 0.0f);
+  EXPECT_GT(ours[1].abs().sum().item<float>(), 0.0f);  // silent: redirected
 }
 
 }  // namespace

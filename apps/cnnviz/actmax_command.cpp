@@ -111,10 +111,14 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   std::vector<TopNatural> natural;
   if (!options.reference_dataset.empty()) natural = ReferenceTop(probe, result.units, options.reference_dataset);
 
-  std::vector<std::string> captions;
+  std::vector<std::string> captions, flat;
   json units = json::array();
   for (size_t i = 0; i < result.units.size(); ++i) {
     const UnitImage& unit = result.units[i];
+    // A unit whose objective did not rise above its start, or above 0, was not visualized: its image is
+    // the starting noise or flat grey, whatever it looks like.
+    const bool not_raised = !(unit.final_value > unit.initial_value) || !(unit.final_value > 0);
+    if (not_raised) flat.push_back(unit.label);
     const std::string stem = ImageStem(unit);
     WritePng((out / "units" / (stem + ".png")).string(), result.images[i]);
     json record = {{"label", unit.label},
@@ -124,6 +128,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                    {"objective", unit.objective},
                    {"initial_value", unit.initial_value},
                    {"final_value", unit.final_value},
+                   {"not_raised", not_raised},
                    {"curve", unit.curve},
                    {"image", "units/" + stem + ".png"}};
     if (options.save_arrays) {
@@ -138,6 +143,14 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
     captions.push_back(unit.label);
   }
   WritePng((out / "grid.png").string(), MakeGrid(result.images, captions));
+  if (!flat.empty()) {
+    std::string names;
+    for (size_t i = 0; i < flat.size() && i < 12; ++i) names += (i ? ", " : "") + flat[i];
+    if (flat.size() > 12) names += ", ...";
+    Log()->warn("{} unit(s) ended with an objective not above their start or not above 0, so their images show "
+                "nothing they prefer (flagged not_raised in report.json): {}",
+                flat.size(), names);
+  }
 
   const ActMaxOptions& m = options.method;
   json report = ReportHeader("actmax", *model, global.seed);
@@ -164,8 +177,10 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"reference_dataset", options.reference_dataset},
                        {"truncate", m.truncate},
                        {"select_channels", m.select_channels},
+                       {"relu_redirect_steps", m.relu_redirect_steps},
                        {"save_arrays", options.save_arrays}};
   report["resized_to_model_input"] = result.resized_to_model;
+  report["units_not_raised"] = flat;
   report["selected_channels"] = result.selected_channels;
   report["curve_steps"] = result.curve_steps;
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -233,6 +248,10 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
   command->add_flag("!--whole-layer", m.select_channels,
                     "Compute every channel of the layer each step; by default a CPU computes only each image's\n"
                     "own channel where the layer is a convolution (+ ReLU) (benchmarks)");
+  command->add_option("--relu-redirect-steps", m.relu_redirect_steps,
+                      "For this many first steps ReLUs pass Lucid's redirected gradient, so that a unit silent on "
+                      "the starting image still gets one (0 = off)")
+      ->capture_default_str();
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each image as float32 .npy [3,H,W]");
   command->add_option("--reference-dataset", options->reference_dataset,

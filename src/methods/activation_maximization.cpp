@@ -124,6 +124,7 @@ std::optional<int64_t> OnlyChannel(const Objective& objective, const std::string
 }  // namespace
 
 void ActMaxOptions::Check() const {
+  if (relu_redirect_steps < 0) throw UsageError("--relu-redirect-steps must be >= 0");
   if (expression.empty()) {
     if (objective != "channel" && objective != "neuron" && objective != "class" && objective != "direction") {
       throw UsageError("--objective must be channel, neuron, class or direction, not '" + objective + "'");
@@ -216,11 +217,12 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   // Elements [begin, end) optimized together: their own parameterization, and the transform sequence
   // every batch gets (the rng starts from the seed), so results do not depend on the batching.
   auto render_part = [&](int64_t begin, int64_t end, const StepCallback& on_step) {
-    std::vector<Objective> objectives;
+    std::vector<Objective> objectives, whole_layer;  // the latter read every channel (redirected steps)
     std::vector<uint64_t> seeds;
     std::vector<int64_t> channels;
     for (int64_t i = begin; i < end; ++i) {
       objectives.push_back(elements[i].objective);
+      whole_layer.push_back(elements[i].objective);
       seeds.push_back(elements[i].seed);
       if (select) {  // the selected tap holds the element's channel as channel 0
         channels.push_back(own_channel[i]);
@@ -232,12 +234,18 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     const at::Tensor selection = select ? at::tensor(channels, at::kLong) : at::Tensor();
     auto param = ImageParam::Create(options.param, options.seed, seeds, model.device());
     Rng rng(options.seed);
+    int64_t gradient_steps = 0;  // calls that take gradients: optimization steps
     BatchObjective objective = [&](const at::Tensor& image, const at::Tensor& transformed) {
       at::Tensor x = transformed;
       if (resize) x = at::upsample_bilinear2d(x, {spec.height, spec.width}, false);
-      ProbeOutput out = select ? probe_.Run(selecting, model.GradientLayout(model.Preprocess(x)), selection)
-                               : probe_.Run(view, model.GradientLayout(model.Preprocess(x)));
-      at::Tensor values = EvaluateObjectives(objectives, image, layers, out.taps, out.output);
+      const bool redirect = at::GradMode::is_enabled() && ++gradient_steps <= options.relu_redirect_steps;
+      ViewSpec redirected = view;
+      redirected.rule = BackwardRule::kRedirected;
+      const bool selected = select && !redirect;
+      ProbeOutput out = selected ? probe_.Run(selecting, model.GradientLayout(model.Preprocess(x)), selection)
+                                 : probe_.Run(redirect ? redirected : view, model.GradientLayout(model.Preprocess(x)));
+      at::Tensor values =
+          EvaluateObjectives(selected || !select ? objectives : whole_layer, image, layers, out.taps, out.output);
       if (!diversity_layer.empty()) {
         values = values - options.diversity_weight * DiversityPenalty(out.taps[diversity_index], options.diversity);
       }

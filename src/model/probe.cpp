@@ -36,6 +36,8 @@ std::string ToString(BackwardRule rule) {
       return "deconvnet";
     case BackwardRule::kGuided:
       return "guided";
+    case BackwardRule::kRedirected:
+      return "redirected";
     default:
       return "gradient";
   }

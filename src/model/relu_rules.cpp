@@ -20,6 +20,7 @@ using torch::autograd::tensor_list;
 constexpr int64_t kGradientRule = 0;
 constexpr int64_t kDeconvNetRule = 1;
 constexpr int64_t kGuidedRule = 2;
+constexpr int64_t kRedirectedRule = 3;
 
 // Forward: clamp(x, low, high). Backward: see BackwardRule in cnnviz/model/probe.h; the "pass" mask is
 // low < x < high, as in torch's own relu and hardtanh backward.
@@ -49,6 +50,21 @@ class ClampRuleFunction : public torch::autograd::Function<ClampRuleFunction> {
       case kGuidedRule:
         grad_input = at::relu(grad) * pass;
         break;
+      case kRedirectedRule: {  // Lucid's redirected_relu_grad / redirected_relu6_grad
+        const at::Tensor true_grad = grad * pass;
+        if (x.dim() < 2) {
+          grad_input = true_grad;
+          break;
+        }
+        at::Tensor blocked = (x < low).logical_and(grad > 0);
+        if (!std::isinf(high)) blocked = blocked.logical_or((x > high).logical_and(grad < 0));
+        const at::Tensor redirected = grad.masked_fill(blocked, 0);
+        std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+        shape[0] = x.size(0);
+        const at::Tensor silent = (true_grad.flatten(1).abs().amax(1) == 0).view(shape);
+        grad_input = at::where(silent, redirected, true_grad);
+        break;
+      }
       default:
         grad_input = grad * pass;
         break;

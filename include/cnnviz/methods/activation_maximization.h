@@ -67,6 +67,11 @@ struct ActMaxOptions {
   // (ViewSpec::select_channels). Default true; false computes the whole layer (for benchmarks). Results
   // agree to float rounding.
   bool select_channels = true;
+  // For this many first steps the network's ReLUs pass Lucid's redirected gradient
+  // (BackwardRule::kRedirected): a unit silent on the starting image would otherwise get no gradient
+  // and stay a flat grey image. Default 16, Lucid's; 0 turns it off. Those steps run the whole layer
+  // (select_channels applies after them).
+  int64_t relu_redirect_steps = 16;
   // Seed for initialization and transforms. Default 0.
   uint64_t seed = 0;
   // Throws UsageError for inconsistent options (checks against the model happen in Run).

@@ -34,6 +34,12 @@ enum class BackwardRule {
   kGradient = 0,   // the true gradient: grad_out * (x > 0)
   kDeconvNet = 1,  // Zeiler & Fergus: relu(grad_out), ignoring the forward mask
   kGuided = 2,     // Springenberg et al.: relu(grad_out) * (x > 0)
+  // Lucid's redirected ReLU gradient (render_vis(relu_gradient_override=True)), for a loss being
+  // minimized: per batch element whose true gradient through this ReLU is zero everywhere, grad_out
+  // passes except where the input is below the lower bound and grad_out > 0 (a descent step would push
+  // it further down; for ReLU6 also above 6 with grad_out < 0); elsewhere the true gradient. A unit silent
+  // on the starting image thus gets a gradient at all.
+  kRedirected = 3,
 };
 // "gradient", "deconvnet", "guided".
 std::string ToString(BackwardRule rule);
