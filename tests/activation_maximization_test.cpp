@@ -181,6 +181,32 @@ TEST(ActivationMaximizationTest, DiversityGivesDifferentImagesPerUnit) {
   EXPECT_GT((result.images[0] - result.images[1]).abs().mean().item<float>(), 1e-3f);
 }
 
+// The copies end unlike each other (their Gram matrices, the term's own measure) and every one still
+// excites the unit; final_value is the objective alone. Without the term they stay alike.
+TEST(ActivationMaximizationTest, DiversityCopiesDifferAndEachExcitesTheUnit) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("conv4", {7}, 160, 64);
+  options.diversity = 4;
+  const ActMaxResult diverse = ActivationMaximization(probe).Run(options);
+  options.diversity_weight = 0;
+  const ActMaxResult alike = ActivationMaximization(probe).Run(options);
+  ASSERT_EQ(diverse.units.size(), 4u);
+  double best = 0, similarity = 0, alike_similarity = 0;
+  for (const auto& unit : diverse.units) best = std::max<double>(best, unit.final_value);
+  for (size_t i = 0; i < 4; ++i) {
+    similarity += diverse.units[i].diversity_term / 4;
+    alike_similarity += alike.units[i].diversity_term / 4;
+    EXPECT_GT(diverse.units[i].final_value, 0.25 * best) << diverse.units[i].label;
+  }
+  EXPECT_GT(alike_similarity, 0.95);
+  EXPECT_LT(similarity, 0.8);
+  // final_value is the objective alone: the channel's mean, evaluated here directly.
+  const ProbeOutput out = probe.Run(ViewSpec{{"conv4"}, false}, probe.model().Preprocess(diverse.images));
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(out.taps[0][i][7].mean().item<float>(), diverse.units[i].final_value, 1e-4);
+  }
+}
+
 TEST(ActivationMaximizationTest, ExpressionsAndClassObjectives) {
   Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
   ActMaxOptions options = Quick("", {}, 8, 48);

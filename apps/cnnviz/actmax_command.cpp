@@ -131,6 +131,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                    {"not_raised", not_raised},
                    {"curve", unit.curve},
                    {"image", "units/" + stem + ".png"}};
+    if (options.method.diversity > 1) record["diversity_term"] = unit.diversity_term;
     if (options.save_arrays) {
       WriteNpy((out / "arrays" / (stem + ".npy")).string(), result.images[i]);
       record["array"] = "arrays/" + stem + ".npy";
@@ -227,7 +228,7 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
       ->capture_default_str();
   command->add_option("--diversity", m.diversity, "Images per unit, pushed apart by Olah's diversity term")
       ->capture_default_str();
-  command->add_option("--diversity-weight", m.diversity_weight, "Weight of the diversity term")->capture_default_str();
+  command->add_option("--diversity-weight", m.diversity_weight, "Weight of the diversity term relative to each copy's objective (copies below half the best are not pushed; report.json gives final_value without it and diversity_term)")->capture_default_str();
   command->add_option("--param", m.param.kind, "Image parameterization: fft (1/f Fourier) or pixel")
       ->check(CLI::IsMember({"fft", "pixel"}))
       ->capture_default_str();

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -216,6 +217,8 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   const int64_t batches = (total + per_batch - 1) / per_batch;
   // Elements [begin, end) optimized together: their own parameterization, and the transform sequence
   // every batch gets (the rng starts from the seed), so results do not depend on the batching.
+  std::mutex penalty_mutex;
+  std::map<int64_t, at::Tensor> last_penalty;  // a part's (by its first element) diversity penalty, last evaluated
   auto render_part = [&](int64_t begin, int64_t end, const StepCallback& on_step) {
     std::vector<Objective> objectives, whole_layer;  // the latter read every channel (redirected steps)
     std::vector<uint64_t> seeds;
@@ -246,10 +249,22 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
                                  : probe_.Run(redirect ? redirected : view, model.GradientLayout(model.Preprocess(x)));
       at::Tensor values =
           EvaluateObjectives(selected || !select ? objectives : whole_layer, image, layers, out.taps, out.output);
-      if (!diversity_layer.empty()) {
-        values = values - options.diversity_weight * DiversityPenalty(out.taps[diversity_index], options.diversity);
+      if (diversity_layer.empty()) return values;
+      // The penalty is weighted by each copy's own objective (not differentiated), so the weight means
+      // the same for units of any scale and a silent copy takes off before it is pushed apart; and it is
+      // off for a copy below half its group's best, which then climbs back instead of trading the unit
+      // away for an unlike (or silent) Gram matrix and dying there.
+      const at::Tensor penalty = DiversityPenalty(out.taps[diversity_index], options.diversity);
+      const at::Tensor own = values.detach();
+      const at::Tensor best = std::get<0>(own.view({-1, options.diversity}).max(1, true));
+      const at::Tensor scale =
+          (own.clamp_min(0) * (own.view({-1, options.diversity}) >= 0.5 * best).reshape({-1})).to(own.scalar_type());
+      if (!at::GradMode::is_enabled()) {  // initial and final evaluation: the objective alone is reported
+        std::lock_guard<std::mutex> lock(penalty_mutex);
+        last_penalty[begin] = penalty.detach().to(at::kCPU, at::kFloat);
+        return values;
       }
-      return values;
+      return values - options.diversity_weight * scale * penalty;
     };
     return Render(*param, objective, transform, rng, options.render, on_step);
   };
@@ -313,6 +328,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
         record.initial_value = rendered[p].initial_values[i - bounds[p]].item<float>();
         record.final_value = rendered[p].final_values[i - bounds[p]].item<float>();
         record.curve = rendered[p].curves[i - bounds[p]];
+        if (!diversity_layer.empty()) record.diversity_term = last_penalty.at(bounds[p])[i - bounds[p]].item<float>();
         result.units.push_back(record);
       }
     }

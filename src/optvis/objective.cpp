@@ -344,7 +344,9 @@ at::Tensor DiversityPenalty(const at::Tensor& activations, int64_t group) {
   at::Tensor penalty = at::zeros({n}, activations.options());
   for (int64_t start = 0; start + group <= n; start += group) {
     const at::Tensor g = grams.slice(0, start, start + group);
-    const at::Tensor similarity = at::mm(g, g.t());
+    // Each element is pushed away from the others as they are (their side is not differentiated), so
+    // an element's gradient comes from its own share alone and a caller can weight or gate it.
+    const at::Tensor similarity = at::mm(g, g.detach().t());
     const at::Tensor off_diagonal = similarity.sum(1) - similarity.diagonal();
     penalty = penalty.index_add(0, at::arange(start, start + group, at::TensorOptions().dtype(at::kLong).device(penalty.device())),
                                 off_diagonal / static_cast<double>(std::max<int64_t>(group - 1, 1)));

@@ -59,7 +59,9 @@ std::vector<std::string> LayersOf(const std::vector<Objective>& objectives, bool
 
 // Olah et al.'s diversity term for groups of consecutive batch elements of size `group`: the mean
 // pairwise cosine similarity of the elements' Gram matrices of `activations` [N,C,H,W]. Returns [N]
-// (each element's share; lower is more diverse).
+// (each element's share; lower is more diverse). Element i's share is differentiated with respect to
+// element i only (the others' Gram matrices enter as constants), so its gradient moves element i away
+// from the others and nothing else; Lucid differentiates both sides, which only doubles the gradient.
 at::Tensor DiversityPenalty(const at::Tensor& activations, int64_t group);
 
 }  // namespace cnnviz
