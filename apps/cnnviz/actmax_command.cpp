@@ -15,6 +15,7 @@
 #include "cnnviz/io/image_folder.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
 namespace cnnviz::app {
@@ -23,9 +24,10 @@ using nlohmann::json;
 
 namespace {
 
-std::string ImageStem(const UnitImage& unit) {
+// Files are named by the layer's alias when it has one (as every command names layers).
+std::string ImageStem(const Probe& probe, const UnitImage& unit) {
   if (!unit.layer.empty()) {
-    std::string stem = unit.layer + "_" + std::to_string(unit.unit);
+    std::string stem = DisplayLayer(probe, unit.layer) + "_" + std::to_string(unit.unit);
     if (unit.copy > 0) stem += "_" + std::to_string(unit.copy);
     return SafeFileName(stem);
   }
@@ -76,6 +78,27 @@ std::vector<TopNatural> ReferenceTop(const Probe& probe, const std::vector<UnitI
   return top;
 }
 
+// A grid tile's caption: the unit, its final objective, with a reference dataset the ratio to the best
+// natural image, and a warning when the objective was not raised.
+std::string TileCaption(const Probe& probe, const UnitImage& unit, bool not_raised, const TopNatural* natural) {
+  std::string name = unit.label;
+  if (!unit.layer.empty()) {
+    name = DisplayLayer(probe, unit.layer) + ":" + std::to_string(unit.unit) + (unit.copy ? "#" + std::to_string(unit.copy) : "");
+  }
+  char value[96];
+  std::snprintf(value, sizeof(value), "value %.3g", unit.final_value);
+  std::string caption = name + "\n" + value;
+  if (natural != nullptr && natural->value > 0) {
+    std::snprintf(value, sizeof(value), "\n%.2fx best image", unit.final_value / natural->value);
+    caption += value;
+  }
+  if (not_raised) {
+    std::snprintf(value, sizeof(value), "\nNOT RAISED (start %.3g)", unit.initial_value);
+    caption += value;
+  }
+  return caption;
+}
+
 }  // namespace
 
 void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
@@ -89,17 +112,19 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   if (options.method.workers == 0 && global.threads == 0 && model->device().is_cpu()) {
     options.method.workers = UsableCores();
   }
-  Probe probe(model);
+  const std::unique_ptr<Probe> probe_owner = MakeProbe(model);
+  Probe& probe = *probe_owner;
   ClaimOutputFolder(options.out);
 
-  auto last_report = std::chrono::steady_clock::now();
+  const std::string what = options.method.expression.empty()
+                               ? (options.method.objective == "class" ? "classes" : "units")
+                               : "images";
+  ProgressReporter reporter("actmax" + (options.method.layer.empty() ? "" : " " + options.method.layer),
+                            options.method.diversity > 1 ? "images" : what);
   ActivationMaximization method(probe);
-  ActMaxResult result = method.Run(options.method, [&](int64_t batch, int64_t batches, int64_t step, int64_t steps) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_report > std::chrono::seconds(3) || (batch + 1 == batches && step == steps)) {
-      Log()->info("batch {}/{}: step {}/{}", batch + 1, batches, step, steps);
-      last_report = now;
-    }
+  ActMaxResult result = method.Run(options.method, [&](int64_t done, int64_t total, double fraction, int64_t batch,
+                                                       int64_t batches) {
+    reporter.Update(done, total, fraction, batches > 1 ? "batch " + std::to_string(batch + 1) + "/" + std::to_string(batches) : "");
   });
 
   const fs::path out(options.out);
@@ -119,7 +144,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
     // the starting noise or flat grey, whatever it looks like.
     const bool not_raised = !(unit.final_value > unit.initial_value) || !(unit.final_value > 0);
     if (not_raised) flat.push_back(unit.label);
-    const std::string stem = ImageStem(unit);
+    const std::string stem = ImageStem(probe, unit);
     WritePng((out / "units" / (stem + ".png")).string(), result.images[i]);
     json record = {{"label", unit.label},
                    {"layer", unit.layer},
@@ -141,7 +166,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
       record["ratio_to_reference"] = natural[i].value > 0 ? json(unit.final_value / natural[i].value) : json(nullptr);
     }
     units.push_back(record);
-    captions.push_back(unit.label);
+    captions.push_back(TileCaption(probe, unit, not_raised, natural.empty() ? nullptr : &natural[i]));
   }
   WritePng((out / "grid.png").string(), MakeGrid(result.images, captions));
   if (!flat.empty()) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -180,12 +181,41 @@ void ClaimOutputFile(const std::string& file) {
 
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global) {
   SeedEverything(global.seed);
+  // Large models take seconds to read and check: say so rather than stay silent.
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(model.path, ec);
+  const bool large = !ec && bytes >= kLargeModelBytes;
+  const auto started = std::chrono::steady_clock::now();
+  if (large) Log()->info("loading {} ({} MiB)", model.path, bytes >> 20);
   std::shared_ptr<Model> loaded = Model::Load(model.path, ResolveDevice(global.device));
+  if (large) {
+    Log()->info("loaded {} in {:.1f} s", model.path,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
   if (model.input_size) {
     loaded->mutable_input_spec().height = *model.input_size;
     loaded->mutable_input_spec().width = *model.input_size;
   }
   return loaded;
+}
+
+std::unique_ptr<Probe> MakeProbe(std::shared_ptr<Model> model) {
+  const auto started = std::chrono::steady_clock::now();
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(model->path(), ec);
+  if (!ec && bytes >= kLargeModelBytes) {
+    Log()->info("finding layers: inlining the graph, output shapes at {}x{}, receptive fields",
+                model->input_spec().height, model->input_spec().width);
+  }
+  auto probe = std::make_unique<Probe>(std::move(model));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (seconds > 1.0) Log()->info("found {} layers in {:.1f} s", probe->layers().size(), seconds);
+  return probe;
+}
+
+std::string DisplayLayer(const Probe& probe, const std::string& name_or_alias) {
+  const LayerInfo& layer = probe.Find(name_or_alias);
+  return layer.alias.empty() ? layer.name : layer.alias;
 }
 
 }  // namespace cnnviz::app

@@ -51,6 +51,14 @@ void ClaimOutputFolder(const std::string& folder);
 // The same for one output file (a decoder): the lock is `.<name>.lock` beside it.
 void ClaimOutputFile(const std::string& file);
 
+// The name a layer is shown and filed under: its sidecar alias when it has one ("conv5"), otherwise its
+// module path ("features.10"), whichever of the two the user typed, so every command names the same
+// layer the same way.
+std::string DisplayLayer(const Probe& probe, const std::string& name_or_alias);
+// Model files from this size on get progress lines while they load and while their layers are found.
+constexpr std::uintmax_t kLargeModelBytes = 64u << 20;
+// A Probe for `model`, with progress lines on stderr for large models (finding layers runs the model).
+std::unique_ptr<Probe> MakeProbe(std::shared_ptr<Model> model);
 // Loads the model on the chosen device and applies flag overrides.
 std::shared_ptr<Model> LoadModel(const ModelOptions& model, const GlobalOptions& global);
 

@@ -16,6 +16,7 @@
 #include "cnnviz/io/image_sources.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
 namespace cnnviz::app {
@@ -24,7 +25,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int64_t kMinTile = 48, kMaxTile = 128;
+constexpr int64_t kMinTile = 88, kMaxTile = 160;
 
 }  // namespace
 
@@ -43,7 +44,8 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   m.Check();
   if (options.dataset.empty() == options.image.empty()) throw UsageError("give exactly one of --dataset DIR and --image FILE");
   std::shared_ptr<Model> model = LoadModel(options.model, global);
-  Probe probe(model);
+  const std::unique_ptr<Probe> probe_owner = MakeProbe(model);
+  Probe& probe = *probe_owner;
   ClaimOutputFolder(options.out);
   DeconvNet method(probe);
   const InputSpec& spec = model->input_spec();
@@ -61,12 +63,9 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     stats.images = 1;
   } else {
     source = OpenImageDataset(options.dataset);
-    auto last = std::chrono::steady_clock::now();
+    ProgressReporter reporter("deconv scan", "images");
     units = method.Scan(*source, m, &stats, [&](size_t done, size_t total) {
-      if (std::chrono::steady_clock::now() - last > std::chrono::seconds(3)) {
-        Log()->info("scanned {}/{} images", done, total);
-        last = std::chrono::steady_clock::now();
-      }
+      reporter.Update(static_cast<int64_t>(done), static_cast<int64_t>(total));
     });
     for (const auto& [index, reason] : stats.skipped) Log()->warn("skipped {}", reason);
   }
@@ -96,8 +95,10 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     const int64_t side = std::clamp<int64_t>(global ? std::max(spec.height, spec.width) : std::max(field.size[0], field.size[1]),
                                              kMinTile, kMaxTile);
     std::vector<at::Tensor> patches, shown;
+    std::vector<std::string> tile_captions;
     json top = json::array();
-    const std::string stem = SafeFileName(unit.layer + "_" + std::to_string(unit.unit));
+    const std::string shown_layer = DisplayLayer(probe, unit.layer);
+    const std::string stem = SafeFileName(shown_layer + "_" + std::to_string(unit.unit));
     for (size_t r = 0; r < unit.top.size(); ++r) {
       const TopActivation& entry = unit.top[r];
       int64_t box[4] = {0, 0, spec.height, spec.width};
@@ -106,7 +107,11 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
       image = at::upsample_bilinear2d(image.unsqueeze(0), {spec.height, spec.width}, false).squeeze(0);
       patches.push_back(ResizeSquare(CropBox(image, box, 0.5), side));
       shown.push_back(ResizeSquare(CropBox(ProjectionToImage(projections[u][r]), box, 0.5), side));
-      json item = {{"image", source ? source->Name(entry.image) : options.image},
+      const std::string name = source ? source->Name(entry.image) : options.image;
+      char activation[48];
+      std::snprintf(activation, sizeof(activation), "#%zu  act %.3g", r + 1, entry.activation);
+      tile_captions.push_back(std::string(activation) + "\n" + fs::path(name).filename().string());
+      json item = {{"image", name},
                    {"activation", entry.activation},
                    {"position", {entry.y, entry.x}},
                    {"box", {box[0], box[1], box[2], box[3]}}};
@@ -119,11 +124,18 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     }
     // Zeiler & Fergus's figure: projections on the left, the image patches on the right.
     const int64_t columns = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(unit.top.size()))));
-    const at::Tensor left = MakeGrid(at::stack(shown), {}, columns);
-    const at::Tensor right = MakeGrid(at::stack(patches), {}, columns);
-    WritePng((out / "units" / (stem + ".png")).string(), at::cat({left, right}, 2));
-    mosaic.push_back(ResizeSquare(shown.front(), kMinTile * 2));
-    captions.push_back(unit.layer + ":" + std::to_string(unit.unit));
+    const at::Tensor left = MakeGrid(at::stack(shown), tile_captions, columns);
+    const at::Tensor right = MakeGrid(at::stack(patches), tile_captions, columns);
+    const std::string path_note = shown_layer == probe.Find(unit.layer).name ? "" : " (" + probe.Find(unit.layer).name + ")";
+    const std::string scope = source ? "top " + std::to_string(unit.top.size()) + " of " + std::to_string(stats.images) + " images"
+                                     : "in " + fs::path(options.image).filename().string();
+    WritePng((out / "units" / (stem + ".png")).string(),
+             AddHeading(at::cat({left, right}, 2), shown_layer + ":" + std::to_string(unit.unit) + path_note + ", " + scope +
+                                                      ", rule " + ToString(m.rule) + ". Left: projections; right: image patches"));
+    mosaic.push_back(ResizeSquare(shown.front(), 96));
+    char best[48];
+    std::snprintf(best, sizeof(best), "\nact %.3g", unit.top.empty() ? 0.0 : unit.top.front().activation);
+    captions.push_back(shown_layer + ":" + std::to_string(unit.unit) + best);
     records.push_back({{"layer", unit.layer},
                        {"unit", unit.unit},
                        {"receptive_field", {{"size", {field.size[0], field.size[1]}},

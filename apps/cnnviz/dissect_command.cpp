@@ -24,6 +24,7 @@
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
 namespace cnnviz::app {
@@ -107,8 +108,9 @@ void ParallelFor(size_t count, const std::function<void(size_t)>& work) {
 // Per unit, its top images side by side with the activation mask outlined, at `tile` pixels. Top images
 // are shared by many units, so each distinct image is decoded and shrunk once (kept as uint8 tiles), and
 // masks are upsampled straight to the tile size.
-void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& layer, const std::string& folder,
-                      int64_t tile, int64_t height, int64_t width) {
+// Each strip has a heading (layer, unit, label, category, IoU) and each image its name and activation.
+void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& layer, const std::string& shown_name,
+                      const std::string& folder, int64_t tile, int64_t height, int64_t width, double iou_threshold) {
   std::map<int64_t, at::Tensor> tiles;
   for (const auto& unit : layer.units) {
     for (const auto& entry : unit.top_images) tiles.emplace(entry.first, at::Tensor());
@@ -123,14 +125,29 @@ void WriteUnitFigures(const SegmentationSource& source, const LayerDissection& l
   ParallelFor(layer.units.size(), [&](size_t u) {
     const UnitDissection& unit = layer.units[u];
     std::vector<at::Tensor> shown;
+    std::vector<std::string> captions;
     for (size_t r = 0; r < unit.top_images.size(); ++r) {
       const at::Tensor image = tiles.at(unit.top_images[r].first).to(at::kFloat).div(255.0);
       const at::Tensor mask = NetworkDissection::TopImageMask(layer, unit.unit, static_cast<int64_t>(r), tile, tile);
       shown.push_back(OutlineMask(image, mask));
+      char activation[32];
+      std::snprintf(activation, sizeof(activation), "act %.3g\n", unit.top_images[r].second);
+      captions.push_back(activation +
+                         std::filesystem::path(source.Name(static_cast<size_t>(unit.top_images[r].first))).filename().string());
     }
     if (!shown.empty()) {
+      const auto& labels = source.labels();
+      char heading[256];
+      if (unit.best.label > 0) {
+        std::snprintf(heading, sizeof(heading), "%s unit %lld: %s (%s), IoU %.3f%s", shown_name.c_str(),
+                      static_cast<long long>(unit.unit), labels[unit.best.label].name.c_str(),
+                      unit.category >= 0 ? source.categories()[unit.category].c_str() : "",
+                      unit.best.iou, unit.best.iou > iou_threshold ? "" : " (below the detector threshold)");
+      } else {
+        std::snprintf(heading, sizeof(heading), "%s unit %lld: no label", shown_name.c_str(), static_cast<long long>(unit.unit));
+      }
       WritePng(folder + "/unit_" + std::to_string(unit.unit) + ".png",
-               MakeGrid(at::stack(shown), {}, static_cast<int64_t>(shown.size())));
+               AddHeading(MakeGrid(at::stack(shown), captions, static_cast<int64_t>(shown.size())), heading));
     }
   });
 }
@@ -142,7 +159,8 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   DissectionOptions& m = options.method;
   options.dataset_options.categories = SplitList(options.categories_text);
   std::shared_ptr<Model> model = LoadModel(options.model, global);
-  Probe probe(model);
+  const std::unique_ptr<Probe> probe_owner = MakeProbe(model);
+  Probe& probe = *probe_owner;
   if (options.layers_text == "all-conv") {
     m.layers = ConvolutionLayers(probe, "--layers all-conv");
   } else {
@@ -159,18 +177,18 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                 source->unlabelled_images());
   }
 
-  auto last = std::chrono::steady_clock::now();
   ClaimOutputFolder(options.out);
   NetworkDissection method(probe);
+  const std::string layers_named = std::to_string(m.layers.size()) + " layer(s)";
+  ProgressReporter reporter(m.thresholds.empty() ? "dissect pass 1/2 (thresholds)" : "dissect tally pass (thresholds given)",
+                            "images");
+  int current_pass = 1;
   DissectionResult result = method.Run(*source, m, [&](int pass, size_t done, size_t total) {
-    if (std::chrono::steady_clock::now() - last > std::chrono::seconds(3) || done == total) {
-      if (m.thresholds.empty()) {
-        Log()->info("pass {}/2: {}/{} images", pass, done, total);
-      } else {
-        Log()->info("tally pass (thresholds given): {}/{} images", done, total);
-      }
-      last = std::chrono::steady_clock::now();
+    if (pass != current_pass) {
+      current_pass = pass;
+      reporter.Restart("dissect pass 2/2 (tally)");
     }
+    reporter.Update(static_cast<int64_t>(done), static_cast<int64_t>(total), -1, layers_named);
   });
   for (const auto& [index, reason] : result.skipped) Log()->warn("skipped {}", reason);
 
@@ -184,14 +202,15 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   std::ostringstream html;
   html << "<!doctype html><html><head><meta charset=\"utf-8\"><title>cnnviz dissect</title><style>"
           "body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
-          "img.strip{height:72px}</style></head><body><h1>Network dissection</h1><p>Model "
+          "img.strip{max-width:100%}</style></head><body><h1>Network dissection</h1><p>Model "
        << HtmlEscape(model->path()) << ", dataset " << HtmlEscape(root) << ", " << result.images << " images, "
        << (m.thresholds.empty() ? "quantile " + PythonFloat(m.quantile) : std::string("thresholds given"))
        << ", IoU threshold " << m.iou_threshold << ".</p><p>Units are numbered by channel from 0, as --units "
        << "takes them and the figures are named; tally.csv's <code>unit</code> column is 1-based (as "
           "NetDissect-Lite) and its <code>channel</code> column 0-based.</p>";
   for (const LayerDissection& layer : result.layers) {
-    const std::string folder = SafeFileName(layer.name);
+    const std::string shown_name = DisplayLayer(probe, layer.name);
+    const std::string folder = SafeFileName(shown_name);
     fs::create_directories(out / folder / "units", ec);
     if (ec) throw InputError("cannot create folder '" + (out / folder / "units").string() + "': " + ec.message());
     WriteFileAtomic((out / folder / "tally.csv").string(), TallyCsv(layer, *source));
@@ -207,9 +226,9 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     }
     std::stable_sort(bars.begin(), bars.end(), [](const Bar& a, const Bar& b) { return a.value > b.value; });
     WritePng((out / folder / "detectors.png").string(),
-             BarChart(layer.name + ": " + std::to_string(layer.detectors) + " detectors", bars, categories));
+             BarChart(shown_name + ": " + std::to_string(layer.detectors) + " detectors", bars, categories));
 
-    html << "<h2>" << HtmlEscape(layer.name) << "</h2><p>" << layer.detectors << " of " << layer.units.size()
+    html << "<h2>" << HtmlEscape(shown_name) << "</h2><p>" << layer.detectors << " of " << layer.units.size()
          << " units are detectors (IoU &gt; " << m.iou_threshold << "). <a href=\"" << folder
          << "/tally.csv\">tally.csv</a></p><table><tr><th>category</th><th>detectors</th><th>unique concepts</th></tr>";
     json summary = json::object();
@@ -224,8 +243,8 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     std::vector<const UnitDissection*> order;
     for (const auto& unit : layer.units) order.push_back(&unit);
     std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
-    WriteUnitFigures(*source, layer, (out / folder / "units").string(), std::min<int64_t>(spec.height, kTileSide),
-                     spec.height, spec.width);
+    WriteUnitFigures(*source, layer, shown_name, (out / folder / "units").string(),
+                     std::min<int64_t>(spec.height, kTileSide), spec.height, spec.width, m.iou_threshold);
     json units = json::array();
     for (const UnitDissection* unit : order) {
       json top = json::array();

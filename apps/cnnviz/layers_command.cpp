@@ -9,7 +9,8 @@ namespace cnnviz::app {
 
 void RunLayers(const LayersOptions& options, const GlobalOptions& global, std::ostream& out) {
   std::shared_ptr<Model> model = LoadModel(options.model, global);
-  Probe probe(model);
+  const std::unique_ptr<Probe> probe_owner = MakeProbe(model);
+  Probe& probe = *probe_owner;
   if (options.json) {
     out << LayersToJson(probe).dump(2) << '\n';
   } else {

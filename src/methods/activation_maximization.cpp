@@ -290,13 +290,22 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
     for (int64_t p = 0; p < parts; ++p) bounds.push_back(begin + p * part_groups * options.diversity);
     bounds.push_back(end);
     std::vector<RenderResult> rendered(parts);
+    std::vector<int64_t> part_steps(parts, 0);  // steps each part has taken (progress)
     std::atomic<int64_t> parts_done{0};
     auto run_part = [&](int64_t p) {
       StepCallback on_step;
       if (progress) {
-        on_step = [&](int64_t step, int64_t steps) {
+        on_step = [&, p](int64_t step, int64_t steps) {
           std::lock_guard<std::mutex> lock(progress_mutex);
-          progress(b, batches, parts_done.load() * steps + step, parts * steps);
+          part_steps[p] = step;
+          int64_t done = begin, steps_done = 0;
+          for (int64_t q = 0; q < parts; ++q) {
+            steps_done += part_steps[q] * (bounds[q + 1] - bounds[q]);
+            if (part_steps[q] == steps) done += bounds[q + 1] - bounds[q];
+          }
+          const double fraction = (static_cast<double>(begin) * steps + static_cast<double>(steps_done)) /
+                                  (static_cast<double>(total) * steps);
+          progress(done, total, fraction, b, batches);
         };
       }
       rendered[p] = render_part(bounds[p], bounds[p + 1], on_step);

@@ -116,8 +116,9 @@ struct ActMaxResult {
 class ActivationMaximization {
  public:
   explicit ActivationMaximization(const Probe& probe) : probe_(probe) {}
-  // Called after each step: (batch index, batches, step, steps).
-  using Progress = std::function<void(int64_t, int64_t, int64_t, int64_t)>;
+  // Called after each step (from worker threads, one at a time): images finished, images in all (units
+  // times diversity), the fraction of all optimization steps done, batch index, batches.
+  using Progress = std::function<void(int64_t done, int64_t total, double fraction, int64_t batch, int64_t batches)>;
   ActMaxResult Run(const ActMaxOptions& options, const Progress& progress = nullptr) const;
 
  private:
