@@ -13,6 +13,7 @@
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/layers_command.h"
+#include "cnnviz/progress.h"
 #include "cli_util.h"
 #include "test_util.h"
 
@@ -174,6 +175,40 @@ TEST(CliDeconvTest, WritesFiguresGridAndReport) {
   ASSERT_EQ(top.size(), 3u);  // only three decodable images
   EXPECT_EQ(top[0]["box"].size(), 4u);
   EXPECT_GE(top[0]["activation"].get<double>(), top[1]["activation"].get<double>());
+}
+
+TEST(ProgressTest, DurationsReadAsAPersonWouldSayThem) {
+  EXPECT_EQ(app::FormatDuration(0.4), "0 s");
+  EXPECT_EQ(app::FormatDuration(59.4), "59 s");
+  EXPECT_EQ(app::FormatDuration(65), "1 min 05 s");
+  EXPECT_EQ(app::FormatDuration(7260), "2 h 01 min");
+  EXPECT_EQ(app::FormatDuration(-1), "?");
+}
+
+// Every command files and heads a layer by its sidecar alias, whichever name was typed (AlexNet's
+// features.6 is conv3), and progress lines count what was asked for with the time left.
+TEST(CliTest, LayersAreNamedByAliasEverywhereAndProgressCounts) {
+  const std::string model = test::Fixture("alexnet_trace.pt");
+  const std::string deconv = TempDir("alias_deconv"), actmax = TempDir("alias_actmax"), dissect = TempDir("alias_dissect");
+  Result result = RunCli("deconv --device cpu --model " + model + " --layers features.6,conv5 --units 1 --top 2 --dataset " +
+                         test::Fixture("concepts") + " --max-images 8 --out " + deconv);
+  ASSERT_EQ(result.code, 0) << result.out;
+  EXPECT_TRUE(std::filesystem::exists(deconv + "/units/conv3_1.png")) << result.out;
+  EXPECT_TRUE(std::filesystem::exists(deconv + "/units/conv5_1.png"));
+  EXPECT_FALSE(std::filesystem::exists(deconv + "/units/features.6_1.png"));
+  EXPECT_NE(result.out.find("deconv scan: 8/8 images (100%)"), std::string::npos) << result.out;
+  result = RunCli("actmax --device cpu --model " + model + " --layer features.6 --units 0-3 --steps 4 --out " + actmax);
+  ASSERT_EQ(result.code, 0) << result.out;
+  EXPECT_TRUE(std::filesystem::exists(actmax + "/units/conv3_2.png")) << result.out;
+  EXPECT_NE(result.out.find("actmax features.6: 4/4 units (100%), took"), std::string::npos) << result.out;
+  result = RunCli("dissect --device cpu --model " + model + " --layers features.10 --dataset " + test::Fixture("concepts") +
+                  " --out " + dissect);
+  ASSERT_EQ(result.code, 0) << result.out;
+  EXPECT_TRUE(std::filesystem::exists(dissect + "/conv5/tally.csv")) << result.out;
+  EXPECT_NE(result.out.find("dissect pass 2/2 (tally): "), std::string::npos) << result.out;
+  std::filesystem::remove_all(deconv);
+  std::filesystem::remove_all(actmax);
+  std::filesystem::remove_all(dissect);
 }
 
 TEST(CliDeconvTest, OneImageModeAndErrors) {
