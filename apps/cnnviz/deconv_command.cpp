@@ -49,6 +49,26 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   ClaimOutputFolder(options.out);
   DeconvNet method(probe);
   const InputSpec& spec = model->input_spec();
+  // Which activations the rule covers in front of the layers; a rule that covers none would silently
+  // give the plain gradient.
+  nlohmann::json coverage_report = nlohmann::json::object();
+  if (m.rule != BackwardRule::kGradient) {
+    for (const auto& layer : m.layers) {
+      const RuleCoverage coverage = probe.Coverage(ViewSpec{{layer}, false});
+      if (coverage.covered_count() == 0) {
+        throw UsageError("--rule " + ToString(m.rule) + " changes nothing in front of '" + layer +
+                         "': no activation there is one it covers (relu, relu6, silu, gelu, hardswish, hardsigmoid, "
+                         "elu, leaky_relu, mish; found " + coverage.Describe().substr(coverage.Describe().find("plain gradient: ") + 16) +
+                         "); use --rule gradient");
+      }
+      Log()->info("--rule {} in front of {}: {}", ToString(m.rule), DisplayLayer(probe, layer), coverage.Describe());
+      if (!coverage.plain_gradient.empty()) {
+        Log()->warn("--rule {}: activations in front of {} that keep their plain gradient: {}", ToString(m.rule),
+                    DisplayLayer(probe, layer), coverage.Describe().substr(coverage.Describe().find("plain gradient: ") + 16));
+      }
+      coverage_report[layer] = {{"covered", coverage.covered}, {"plain_gradient", coverage.plain_gradient}};
+    }
+  }
 
   std::unique_ptr<ImageSource> source;
   std::vector<UnitTop> units;
@@ -170,6 +190,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   report["coordinates"] = "position: row, column in the layer's feature map; box: [y0, x0, y1, x1) in pixels of the "
                           "image resized to the model input (" + std::to_string(spec.height) + "x" +
                           std::to_string(spec.width) + "), may extend past the border";
+  report["rule_coverage"] = coverage_report;
   report["images_scanned"] = stats.images;
   report["images_skipped"] = skipped.size();
   report["skipped"] = skipped;

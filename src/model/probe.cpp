@@ -96,6 +96,8 @@ struct Probe::Impl {
     std::string method;
     // ViewSpec::select_channels was asked for and the graph allowed it: the graph takes `select` last.
     bool selected = false;
+    // Rule views: the activations the rule covers and those left with their plain gradient.
+    RuleCoverage coverage;
   };
 
   detail::TapGraph tap_graph;
@@ -274,6 +276,7 @@ struct Probe::Impl {
       view->selected = detail::RewriteSelectedChannels(*graph, channels);
       if (!view->selected) graph->eraseInput(graph->inputs().size() - 1);
     }
+    if (rules) view->coverage = detail::CountRuleCoverage(*graph);
     if (!inference && !rules && cpu) detail::RewriteReluMaxPools(*graph);  // measured on a CPU only
     view->graph = graph;
     view->function = std::make_unique<jit::GraphFunction>("cnnviz_view", graph, nullptr);
@@ -287,13 +290,6 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
   impl_->warnings = impl_->tap_graph.warnings;
   const InputSpec& spec = model_->input_spec();
   auto fields = detail::ComputeReceptiveFields(*impl_->tap_graph.graph, module, spec.height, spec.width);
-  {
-    // Rule rewriting on a scratch copy, only to learn which activations it leaves alone.
-    auto scratch = impl_->tap_graph.graph->copy();
-    jit::Value* rule = scratch->addInput("rule");
-    rule->setType(c10::IntType::get());
-    for (auto& warning : detail::RewriteRelus(*scratch, rule)) impl_->warnings.push_back(warning);
-  }
   std::map<std::string, std::vector<std::string>> aliases_of;
   for (const auto& [alias, path] : spec.aliases) aliases_of[path].push_back(alias);
 
@@ -366,6 +362,29 @@ Probe::~Probe() = default;
 
 const std::vector<LayerInfo>& Probe::layers() const { return impl_->layers; }
 const std::vector<std::string>& Probe::warnings() const { return impl_->warnings; }
+
+RuleCoverage Probe::Coverage(const ViewSpec& spec) const {
+  ViewSpec ruled = spec;
+  if (ruled.rule == BackwardRule::kGradient) ruled.rule = BackwardRule::kDeconvNet;  // the same view serves all rules
+  ruled.inference = false;
+  ruled.select_channels = false;
+  return impl_->GetView(*this, ruled)->coverage;
+}
+
+int64_t RuleCoverage::covered_count() const {
+  int64_t total = 0;
+  for (const auto& [name, count] : covered) total += count;
+  return total;
+}
+
+std::string RuleCoverage::Describe() const {
+  auto list = [](const std::map<std::string, int64_t>& counts) {
+    std::string text;
+    for (const auto& [name, count] : counts) text += (text.empty() ? "" : ", ") + name + " x" + std::to_string(count);
+    return text.empty() ? std::string("none") : text;
+  };
+  return "covers " + list(covered) + "; plain gradient: " + list(plain_gradient);
+}
 bool Probe::op_level() const { return impl_->tap_graph.op_level; }
 
 const LayerInfo& Probe::Find(const std::string& name_or_alias) const {

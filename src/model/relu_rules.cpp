@@ -5,7 +5,9 @@
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/library.h>
 
+#include <array>
 #include <limits>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -72,6 +74,81 @@ class ClampRuleFunction : public torch::autograd::Function<ClampRuleFunction> {
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+// Smooth and leaky ReLU-like activations under the rules (see ActivationKind in relu_rules.h):
+//   gradient   g · f'(x)                     (the activation's own backward, exactly)
+//   guided     relu(g) · max(f'(x), 0)       (Springenberg's two conditions: a positive signal, passed by
+//                                             a positive local slope; for ReLU this is relu(g)·[x>0])
+//   deconvnet  relu(g) · s                   (Zeiler & Fergus ignore the input; s = the slope of the
+//                                             activation's "on" regime: 1, SELU/ELU's scale, 1/6 for
+//                                             hardsigmoid; for ReLU this is relu(g))
+//   redirected the plain gradient (these activations pass gradient almost everywhere)
+at::Tensor ActivationForward(const at::Tensor& x, int64_t kind, double a, double b, double c) {
+  switch (kind) {
+    case kSilu: return at::silu(x);
+    case kGelu: return at::gelu(x, "none");
+    case kGeluTanh: return at::gelu(x, "tanh");
+    case kHardswish: return at::hardswish(x);
+    case kHardsigmoid: return at::hardsigmoid(x);
+    case kElu: return at::elu(x, a, b, c);
+    case kLeakyRelu: return at::leaky_relu(x, a);
+    case kMish: return at::mish(x);
+    default: TORCH_CHECK(false, "cnnviz::activation_rule: unknown activation kind ", kind);
+  }
+}
+
+at::Tensor ActivationBackward(const at::Tensor& grad, const at::Tensor& x, int64_t kind, double a, double b, double c) {
+  switch (kind) {
+    case kSilu: return at::silu_backward(grad, x);
+    case kGelu: return at::gelu_backward(grad, x, "none");
+    case kGeluTanh: return at::gelu_backward(grad, x, "tanh");
+    case kHardswish: return at::hardswish_backward(grad, x);
+    case kHardsigmoid: return at::hardsigmoid_backward(grad, x);
+    case kElu: return at::elu_backward(grad, a, b, c, /*is_result=*/false, x);
+    case kLeakyRelu: return at::leaky_relu_backward(grad, x, a, /*self_is_result=*/false);
+    case kMish: return at::mish_backward(grad, x);
+    default: TORCH_CHECK(false, "cnnviz::activation_rule: unknown activation kind ", kind);
+  }
+}
+
+class ActivationRuleFunction : public torch::autograd::Function<ActivationRuleFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t kind, double a, double b, double c,
+                            int64_t rule) {
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["a"] = a;
+    ctx->saved_data["b"] = b;
+    ctx->saved_data["c"] = c;
+    ctx->saved_data["rule"] = rule;
+    ctx->save_for_backward({x});
+    return ActivationForward(x, kind, a, b, c);
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    const at::Tensor& grad = grad_outputs[0];
+    const int64_t kind = ctx->saved_data["kind"].toInt();
+    const double a = ctx->saved_data["a"].toDouble(), b = ctx->saved_data["b"].toDouble(),
+                 c = ctx->saved_data["c"].toDouble();
+    at::Tensor grad_input;
+    switch (ctx->saved_data["rule"].toInt()) {
+      case kDeconvNetRule:
+        grad_input = at::relu(grad) * OnSlope(kind, a, b);
+        break;
+      case kGuidedRule:
+        grad_input = at::relu(grad) * ActivationBackward(at::ones_like(x), x, kind, a, b, c).clamp_min(0);
+        break;
+      default:
+        grad_input = ActivationBackward(grad, x, kind, a, b, c);
+        break;
+    }
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor ActivationRule(const at::Tensor& x, int64_t kind, double a, double b, double c, int64_t rule) {
+  return ActivationRuleFunction::apply(x, kind, a, b, c, rule);
+}
 
 at::Tensor ReluRule(const at::Tensor& x, int64_t rule) {
   return ClampRuleFunction::apply(x, 0.0, std::numeric_limits<double>::infinity(), rule);
@@ -328,6 +405,7 @@ at::Tensor SelectedConv2dOp(const at::Tensor& input, const at::Tensor& weight, c
 TORCH_LIBRARY(cnnviz, m) {
   m.def("relu_rule(Tensor x, int rule) -> Tensor", &ReluRule);
   m.def("clamp_rule(Tensor x, float low, float high, int rule) -> Tensor", &ClampRule);
+  m.def("activation_rule(Tensor x, int kind, float a, float b, float c, int rule) -> Tensor", &ActivationRule);
   m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups) "
         "-> Tensor",
         &Conv2d);
@@ -364,55 +442,144 @@ at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::
   return PlainConv2d(input, weight, bias, stride, padding, dilation, groups);
 }
 
-std::vector<std::string> RewriteRelus(jit::Graph& graph, jit::Value* rule) {
-  static const std::set<std::string> kUntouched = {"aten::leaky_relu", "aten::leaky_relu_", "aten::threshold",
-                                                   "aten::threshold_", "aten::prelu", "aten::clamp",
-                                                   "aten::clamp_", "aten::rrelu", "aten::rrelu_"};
+namespace {
+
+// Activations the rules leave with their plain gradient, as counted for RuleCoverage.
+const std::set<std::string>& PlainActivations() {
+  static const std::set<std::string> kinds = {
+      "aten::threshold", "aten::prelu", "aten::rrelu", "aten::sigmoid", "aten::tanh", "aten::softplus",
+      "aten::hardtanh", "aten::relu6", "aten::gelu", "aten::softsign", "aten::glu", "aten::hardshrink",
+      "aten::softshrink", "aten::log_sigmoid", "aten::clamp"};
+  return kinds;
+}
+
+std::string ShortName(std::string kind) {
+  if (!kind.empty() && kind.back() == '_') kind.pop_back();
+  return kind.rfind("aten::", 0) == 0 ? kind.substr(6) : kind;
+}
+
+}  // namespace
+
+const char* ActivationName(int64_t kind) {
+  switch (kind) {
+    case kSilu: return "silu";
+    case kGelu: return "gelu";
+    case kGeluTanh: return "gelu(tanh)";
+    case kHardswish: return "hardswish";
+    case kHardsigmoid: return "hardsigmoid";
+    case kElu: return "elu";
+    case kLeakyRelu: return "leaky_relu";
+    case kMish: return "mish";
+    default: return "?";
+  }
+}
+
+double OnSlope(int64_t kind, double a, double b) {
+  (void)a;
+  if (kind == kHardsigmoid) return 1.0 / 6.0;
+  if (kind == kElu) return b;  // elu's scale (selu's 1.0507)
+  return 1.0;
+}
+
+void RewriteRelus(jit::Graph& graph, jit::Value* rule) {
   static const c10::Symbol kReluRule = c10::Symbol::fromQualString("cnnviz::relu_rule");
   static const c10::Symbol kClampRule = c10::Symbol::fromQualString("cnnviz::clamp_rule");
+  static const c10::Symbol kActivationRule = c10::Symbol::fromQualString("cnnviz::activation_rule");
+  static const std::map<std::string, int64_t> kSimple = {
+      {"aten::silu", kSilu}, {"aten::hardswish", kHardswish}, {"aten::hardsigmoid", kHardsigmoid}, {"aten::mish", kMish}};
   std::vector<jit::Node*> nodes;
   ForEachNode(graph.block(), [&](jit::Node* node) { nodes.push_back(node); });
-  std::set<std::string> untouched;
   for (jit::Node* node : nodes) {
-    const std::string kind = node->kind().toQualString();
+    std::string kind = node->kind().toQualString();
     const bool in_place = !kind.empty() && kind.back() == '_';
+    const std::string base = in_place ? kind.substr(0, kind.size() - 1) : kind;
     std::vector<jit::NamedValue> args;
     c10::Symbol replacement;
-    if (kind == "aten::relu" || kind == "aten::relu_") {
+    jit::WithInsertPoint guard(node);
+    // (kind, a, b, c) of cnnviz::activation_rule, when the node is one it covers.
+    std::optional<std::array<double, 4>> activation;
+    if (base == "aten::relu") {
       replacement = kReluRule;
       args = {node->input(0), rule};
-    } else if (kind == "aten::relu6" || kind == "aten::relu6_" || kind == "aten::hardtanh" ||
-               kind == "aten::hardtanh_") {
-      const bool relu6 = kind.rfind("aten::relu6", 0) == 0;
+    } else if (base == "aten::relu6" || base == "aten::hardtanh") {
+      const bool relu6 = base == "aten::relu6";
       auto low = relu6 ? std::optional<double>(0.0) : ConstantDouble(node->input(1));
       auto high = relu6 ? std::optional<double>(6.0) : ConstantDouble(node->input(2));
-      if (!low || !high || *low != 0.0) {
-        untouched.insert(kind + " (lower bound not 0)");
-        continue;
-      }
-      jit::WithInsertPoint guard(node);
+      if (!low || !high || *low != 0.0) continue;  // counted as a plain gradient by CountRuleCoverage
       replacement = kClampRule;
       args = {node->input(0), graph.insertConstant(*low), graph.insertConstant(*high), rule};
+    } else if (kSimple.count(base) && node->inputs().size() == 1) {
+      activation = std::array<double, 4>{static_cast<double>(kSimple.at(base)), 0, 1, 1};
+    } else if (base == "aten::gelu") {
+      std::string approximate = "none";
+      if (node->inputs().size() == 2) {
+        const auto value = jit::toIValue(node->input(1));
+        if (!value || !value->isString()) continue;
+        approximate = value->toStringRef();
+      }
+      if (approximate != "none" && approximate != "tanh") continue;
+      activation = std::array<double, 4>{static_cast<double>(approximate == "none" ? kGelu : kGeluTanh), 0, 1, 1};
+    } else if (base == "aten::elu" && node->inputs().size() == 4) {
+      const auto alpha = ConstantDouble(node->input(1)), scale = ConstantDouble(node->input(2)),
+                 input_scale = ConstantDouble(node->input(3));
+      if (!alpha || !scale || !input_scale) continue;
+      activation = std::array<double, 4>{static_cast<double>(kElu), *alpha, *scale, *input_scale};
+    } else if (base == "aten::selu" && node->inputs().size() == 1) {
+      activation = std::array<double, 4>{static_cast<double>(kElu), 1.6732632423543772, 1.0507009873554805, 1.0};
+    } else if (base == "aten::celu" && node->inputs().size() == 2) {
+      const auto alpha = ConstantDouble(node->input(1));
+      if (!alpha || *alpha == 0) continue;
+      activation = std::array<double, 4>{static_cast<double>(kElu), *alpha, 1.0, 1.0 / *alpha};
+    } else if (base == "aten::leaky_relu" && node->inputs().size() == 2) {
+      const auto slope = ConstantDouble(node->input(1));
+      if (!slope) continue;
+      activation = std::array<double, 4>{static_cast<double>(kLeakyRelu), *slope, 1, 1};
     } else {
-      if (kUntouched.count(kind)) untouched.insert(kind);
       continue;
+    }
+    if (activation) {
+      replacement = kActivationRule;
+      args = {node->input(0),
+              graph.insertConstant(static_cast<int64_t>((*activation)[0])),
+              graph.insertConstant((*activation)[1]),
+              graph.insertConstant((*activation)[2]),
+              graph.insertConstant((*activation)[3]),
+              rule};
     }
     jit::Value* x = node->input(0);
-    if (in_place && x->node()->owningBlock() != node->owningBlock()) {
-      untouched.insert(kind + " (in-place inside control flow)");
-      continue;
-    }
-    jit::WithInsertPoint guard(node);
+    if (in_place && x->node()->owningBlock() != node->owningBlock()) continue;  // counted as plain
     jit::Value* y = graph.insert(replacement, args);
     if (in_place) x->replaceAllUsesAfterNodeWith(node, y);
     node->output()->replaceAllUsesWith(y);
     node->destroy();
   }
-  std::vector<std::string> warnings;
-  for (const auto& kind : untouched) {
-    warnings.push_back("activation " + kind + " keeps its plain gradient under the DeconvNet/guided rules");
-  }
-  return warnings;
+}
+
+RuleCoverage CountRuleCoverage(jit::Graph& graph) {
+  static const c10::Symbol kReluRule = c10::Symbol::fromQualString("cnnviz::relu_rule");
+  static const c10::Symbol kClampRule = c10::Symbol::fromQualString("cnnviz::clamp_rule");
+  static const c10::Symbol kActivationRule = c10::Symbol::fromQualString("cnnviz::activation_rule");
+  RuleCoverage coverage;
+  ForEachNode(graph.block(), [&](jit::Node* node) {
+    if (node->kind() == kReluRule) {
+      ++coverage.covered["relu"];
+    } else if (node->kind() == kClampRule) {
+      const auto high = ConstantDouble(node->input(2));
+      ++coverage.covered[high && *high == 6.0 ? "relu6" : "hardtanh"];
+    } else if (node->kind() == kActivationRule) {
+      const auto kind = jit::toIValue(node->input(1));
+      ++coverage.covered[kind && kind->isInt() ? ActivationName(kind->toInt()) : "?"];
+    } else {
+      std::string kind = node->kind().toQualString();
+      if (!kind.empty() && kind.back() == '_') kind.pop_back();
+      if (PlainActivations().count(kind) || kind == "aten::silu" || kind == "aten::hardswish" ||
+          kind == "aten::hardsigmoid" || kind == "aten::mish" || kind == "aten::elu" || kind == "aten::selu" ||
+          kind == "aten::celu" || kind == "aten::leaky_relu" || kind == "aten::relu") {
+        ++coverage.plain_gradient[ShortName(kind)];
+      }
+    }
+  });
+  return coverage;
 }
 
 int RewriteSmallBatchConvolutions(jit::Graph& graph) {

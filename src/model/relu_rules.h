@@ -5,15 +5,40 @@
 
 #include <torch/script.h>
 
+#include "cnnviz/model/probe.h"
+
 #include <string>
 #include <vector>
 
 namespace cnnviz::detail {
 
-// Replaces every ReLU-like node of `graph` (relu, relu_, relu6, relu6_, hardtanh(_) with a lower bound
-// of 0) by cnnviz::relu_rule / cnnviz::clamp_rule taking `rule` (an int graph input, see BackwardRule).
-// Returns warnings for activations left untouched (leaky_relu, threshold, prelu, clamp, ...).
-std::vector<std::string> RewriteRelus(torch::jit::Graph& graph, torch::jit::Value* rule);
+// The activations cnnviz::activation_rule covers beside ReLU, ReLU6 and hardtanh(0, t).
+enum ActivationKind : int64_t {
+  kSilu = 0,
+  kGelu = 1,
+  kGeluTanh = 2,
+  kHardswish = 3,
+  kHardsigmoid = 4,
+  kElu = 5,  // also selu and celu, as elu(alpha, scale, input_scale)
+  kLeakyRelu = 6,
+  kMish = 7,
+};
+// "silu", "gelu", ...
+const char* ActivationName(int64_t kind);
+// The slope of an activation's "on" regime, which the DeconvNet rule passes: 1, elu's scale, 1/6 for
+// hardsigmoid.
+double OnSlope(int64_t kind, double a, double b);
+
+// Replaces every ReLU-like node of `graph` by an op taking `rule` (an int graph input, see
+// BackwardRule): relu(_) by cnnviz::relu_rule; relu6(_) and hardtanh(_) with a lower bound of 0 by
+// cnnviz::clamp_rule; silu, gelu, hardswish, hardsigmoid, elu, selu, celu, leaky_relu and mish (and
+// their in-place forms) by cnnviz::activation_rule (rules in relu_rules.cpp). Anything else keeps its
+// plain gradient; CountRuleCoverage says what was covered.
+void RewriteRelus(torch::jit::Graph& graph, torch::jit::Value* rule);
+
+// The activations of a (rewritten, dead-code-eliminated) view graph that its rule covers, and those
+// left with their plain gradient, by name.
+RuleCoverage CountRuleCoverage(torch::jit::Graph& graph);
 
 // Replaces 2-D convolutions (aten::conv2d with int padding, and non-transposed aten::_convolution of
 // traced models) by cnnviz::conv2d, which runs a batch of one small input as a batch of two. ATen sends

@@ -19,6 +19,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,7 +30,11 @@
 
 namespace cnnviz {
 
-// How gradients pass through ReLUs in a view's backward pass.
+// How gradients pass through ReLUs in a view's backward pass. For the other ReLU-like activations
+// (silu, gelu, hardswish, hardsigmoid, elu/selu/celu, leaky_relu, mish) with local slope f'(x):
+// gradient g·f'(x); DeconvNet relu(g)·s, s the slope of the activation's "on" regime (1; elu's scale;
+// 1/6 for hardsigmoid); guided relu(g)·max(f'(x), 0); redirected = gradient. Both reduce to the ReLU
+// rules below for ReLU. Anything else (sigmoid, tanh, prelu, ...) keeps its gradient: Probe::Coverage.
 enum class BackwardRule {
   kGradient = 0,   // the true gradient: grad_out * (x > 0)
   kDeconvNet = 1,  // Zeiler & Fergus: relu(grad_out), ignoring the forward mask
@@ -71,6 +76,16 @@ struct ViewSpec {
   bool select_channels = false;
 };
 
+// Which activations of a view a backward rule covers, by name ("relu", "silu", ...) with counts, and
+// which keep their plain gradient (sigmoid gates, tanh, prelu, ...). See Probe::Coverage.
+struct RuleCoverage {
+  std::map<std::string, int64_t> covered;
+  std::map<std::string, int64_t> plain_gradient;
+  int64_t covered_count() const;
+  // "covers relu x5, silu x16; plain gradient: sigmoid x16".
+  std::string Describe() const;
+};
+
 struct ProbeOutput {
   std::vector<at::Tensor> taps;  // one per ViewSpec::taps
   at::Tensor output;             // undefined unless ViewSpec::output
@@ -100,6 +115,10 @@ class Probe {
   // returned tensors back to `input` when it requires grad.
   // With ViewSpec::select_channels, `select` holds one channel index per batch element (int64 [N]).
   ProbeOutput Run(const ViewSpec& spec, const at::Tensor& input, const at::Tensor& select = {}) const;
+
+  // The activations in front of `spec`'s taps (or the output) that the DeconvNet and guided rules
+  // replace, and those they leave with the plain gradient (compiles the rule view if needed).
+  RuleCoverage Coverage(const ViewSpec& spec) const;
 
   // Whether a view with ViewSpec::select_channels can be built for `spec` (compiles it if needed).
   bool CanSelectChannels(const ViewSpec& spec) const;
