@@ -15,8 +15,10 @@ mapfile -t images < <(find "$dataset/images" -name '*.jpg' | sort | head -n "$co
 for i in "${!images[@]}"; do
   for mode in default paper; do
     flag=(); [ "$mode" = paper ] && flag=(--paper)
+    # A failed run (--paper's momentum SGD can diverge) is left out of the means and counted.
     "$build/apps/cnnviz" --quiet invert --model "$root/models/tinycnn.pt" --image "${images[$i]}" --layers all \
-      "${flag[@]}" --out "$work/$mode/$i" >/dev/null
+      "${flag[@]}" --out "$work/$mode/$i" >/dev/null 2>"$work/$mode.$i.err" ||
+      echo "$mode: $(basename "${images[$i]}"): $(tail -n 1 "$work/$mode.$i.err")" | tee -a "$work/failures" >&2
   done
   echo "inverted $((i + 1))/${#images[@]}" >&2
 done
@@ -29,7 +31,9 @@ for mode in ("default", "paper"):
         for r in json.load(open(path))["reconstructions"]:
             rows.setdefault(r["layer"], {}).setdefault(mode, []).append((r["psnr_db"], r["feature_error"], r["seconds"]))
 mean = lambda v: sum(v) / len(v)
-print(f"| layer | PSNR default (dB) | PSNR --paper (dB) | feature error default | feature error --paper | s/layer default | s/layer --paper |  ({n} images)")
+runs = {m: len(glob.glob(f"{work}/{m}/*/report.json")) for m in ("default", "paper")}
+print(f"images: {n}; finished runs: default {runs['default']}, --paper {runs['paper']} (means over finished runs)")
+print(f"| layer | PSNR default (dB) | PSNR --paper (dB) | feature error default | feature error --paper | s/layer default | s/layer --paper |")
 print("|---|---|---|---|---|---|---|")
 for layer, modes in rows.items():
     d, p = modes["default"], modes["paper"]

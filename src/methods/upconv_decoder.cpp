@@ -27,6 +27,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr const char* kFormat1 = "cnnviz-decoder-1";  // the paper's plain decoder; still loaded
 constexpr const char* kFormat = "cnnviz-decoder-2";   // standardized features, residual to the mean image
+// "Better than the mean image": a validation loss at least this fraction below the baseline's.
+constexpr double kBetterMargin = 1e-3;
 
 json ToJson(const DecoderInfo& info) {
   return {{"format", info.format_version == 1 ? kFormat1 : kFormat},
@@ -555,7 +557,7 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
     record.train_loss.push_back(loss_sum / static_cast<double>(seen));
     record.val_loss.push_back(validation_loss());
     record.epochs_done = epoch;
-    record.beats_mean_image = record.val_loss.back() < record.mean_image_val_loss;
+    record.beats_mean_image = record.val_loss.back() < (1.0 - kBetterMargin) * record.mean_image_val_loss;
     record.train_seconds += std::chrono::duration<double>(Clock::now() - epoch_started).count();
     char line[200];
     std::snprintf(line, sizeof(line), "epoch %lld/%lld: train loss %.5f, validation loss %.5f (mean-image baseline %.5f, %+.1f%%)",

@@ -63,8 +63,8 @@ struct DecoderInfo {
   std::vector<double> train_loss;  // per epoch, mean squared error per pixel, [0,1] units
   std::vector<double> val_loss;    // per epoch, on the held-out images
   double mean_image_val_loss = 0;  // the baseline: the mean training image predicted for every image
-  // Whether the last validation loss is below the baseline's (false: the decoder has learned nothing the
-  // mean image does not already give; training warns).
+  // Whether the last validation loss is below the baseline's, by at least 0.1% (false: the decoder has
+  // learned nothing the mean image does not already give; training warns).
   bool beats_mean_image = false;
   double train_seconds = 0;        // all epochs so far
 };
@@ -101,8 +101,8 @@ struct DecoderTrainOptions {
   // Decoder file to write (and to resume from with `resume`). Required.
   std::string out;
   int64_t epochs = 20;
-  // Images per Adam step. Default 16 (measured on the demo: 32 gave half the steps and no gain over the
-  // mean image in 3 epochs).
+  // Images per Adam step. Default 16 (twice the steps per epoch of 32; on the demo's 3 epochs: validation
+  // loss 24% below the mean-image baseline, 23% with 32).
   int64_t batch = 16;
   // Adam learning rate (the paper: 1e-4 over many more iterations). Default 1e-3.
   double learning_rate = 1e-3;
