@@ -316,10 +316,11 @@ void RunUpconvTrain(UpconvTrainCommandOptions options, const GlobalOptions& glob
         }
       });
   const DecoderInfo& info = result.decoder->info();
-  Log()->info("{} train / {} held-out images, features {} ({:.1f} s), micro-batch {}; {} images through the decoder in "
-              "{:.1f} s ({:.1f} images/s); wrote {} in {:.1f} s",
-              info.train_images, info.val_images, result.features_cached ? "cached" : "recomputed every batch",
-              result.feature_seconds, result.micro_batch, result.trained_images, result.train_seconds,
+  // bench/invert_bench.py parses "features ... (N s), N images/s; wrote ... in N s".
+  Log()->info("{} train / {} held-out images, {} images through the decoder in {:.1f} s of training steps, micro-batch "
+              "{}, features {} ({:.1f} s), {:.1f} images/s; wrote {} in {:.1f} s",
+              info.train_images, info.val_images, result.trained_images, result.train_seconds, result.micro_batch,
+              result.features_cached ? "cached" : "recomputed every batch", result.feature_seconds,
               result.images_per_second, m.out, std::chrono::duration<double>(Clock::now() - started).count());
 }
 

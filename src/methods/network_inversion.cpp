@@ -327,7 +327,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
           if (taken == 0) {
             at::Tensor unused;
             const double e0 = f(p, &unused);
-            record(1, e0, current_error);
+            record(0, e0, current_error);  // the start
             if (options.target_error > 0 && current_error <= options.target_error) {
               reached = true;
               break;
@@ -353,7 +353,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
         const double final_energy = energy_of(u_final, &data).item<double>();
         if (!std::isfinite(final_energy)) throw ModelError("the inversion diverged");
         last_error = std::sqrt(std::max(0.0, data));
-        if (steps_recorded.empty() || steps_recorded.back() != taken) record(std::max<int64_t>(taken, 1), final_energy, last_error);
+        if (steps_recorded.empty() || steps_recorded.back() != taken) record(taken, final_energy, last_error);
         const at::Tensor raw = to_image(u_final)[0].to(at::kCPU);
         LayerInversion& out = result.layers[elements[begin + i].index];
         out.layer = elements[begin + i].name;

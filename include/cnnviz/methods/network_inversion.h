@@ -94,7 +94,7 @@ struct LayerInversion {
   double seconds = 0;        // wall time of its group, divided by the group's size
   std::vector<float> objective_curve;  // E at the recorded steps
   std::vector<float> error_curve;      // relative feature error at the recorded steps
-  std::vector<int64_t> curve_steps;
+  std::vector<int64_t> curve_steps;  // paper mode: from step 1 (before its update); default mode: 0 = the start
 };
 
 struct InversionResult {
