@@ -187,7 +187,13 @@ TEST_F(TinyInversion, DefaultModeBatchingAndSeeds) {
   options.seed = 6;
   const InversionResult other = NetworkInversion(probe_).Run(image, options);
   EXPECT_FALSE(other.layers[1].raw.equal(together.layers[1].raw));
+  // Fewer steps than levels: the image still comes back at full size.
+  options.steps = 2;
+  const InversionResult short_run = NetworkInversion(probe_).Run(image, options);
+  EXPECT_EQ(short_run.layers[0].raw.sizes(), (std::vector<int64_t>{3, 96, 96}));
+  EXPECT_LE(short_run.layers[0].iterations, 2);
   // The paper's algorithm gives something else.
+  options.steps = 30;
   options.seed = 5;
   options.paper_mode = true;
   const InversionResult paper = NetworkInversion(probe_).Run(image, options);

@@ -305,7 +305,9 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
           error_curve.push_back(static_cast<float>(error));
           steps_recorded.push_back(step);
         };
+        size_t current = 0;  // the level p belongs to (the steps may run out before the finest)
         for (size_t level = 0; level < sizes.size() && !reached; ++level) {
+          current = level;
           if (level > 0) {
             const at::Tensor previous = p.view({1, spec.channels, sizes[level - 1].first, sizes[level - 1].second});
             p = at::upsample_bilinear2d(previous, {sizes[level].first, sizes[level].second}, false).flatten();
@@ -348,7 +350,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
           if (taken >= options.steps) break;
         }
         at::NoGradGuard no_grad;
-        const at::Tensor u_final = full(p, sizes.size() - 1).detach();
+        const at::Tensor u_final = full(p, current).detach();
         double data = 0;
         const double final_energy = energy_of(u_final, &data).item<double>();
         if (!std::isfinite(final_energy)) throw ModelError("the inversion diverged");
