@@ -70,7 +70,7 @@ def make_test_image(path, size=SIZE, seed=0):
 def run_cnnviz_invert(binary, model, image, steps, extra=()):
     with tempfile.TemporaryDirectory() as out:
         command = [binary, "invert", "-q", "--threads", "1", "--device", "cpu", "--model", model, "--image", image,
-                   "--layer", LAYER, "--steps", str(steps), "--out", out, *extra]
+                   "--layer", LAYER, "--steps", str(steps), "--paper", "--out", out, *extra]
         subprocess.run(command, check=True, env=ENV)
         with open(os.path.join(out, "report.json")) as handle:
             report = json.load(handle)

@@ -458,6 +458,7 @@ TEST(CliInvertTest, DecoderTrainedThenUsedAndRefusedElsewhere) {
   EXPECT_EQ(report["reconstructions"][0]["method"], "decoder");
   EXPECT_EQ(report["decoder"]["layer"], "conv4");
   EXPECT_EQ(report["decoder"]["training_curve"]["val_loss"].size(), 1u);
+  EXPECT_TRUE(report["decoder"].contains("beats_mean_image"));
   EXPECT_TRUE(std::filesystem::exists(out + "/inv/layers/decoder_conv4.png"));
 
   ExpectOneLineError("invert --device cpu --model " + test::Fixture("resnet18_script.pt") + " --image " +

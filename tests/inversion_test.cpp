@@ -1,5 +1,6 @@
-// Network inversion (Mahendran & Vedaldi): regularizer values and gradients, the objective falls, shallow
-// layers reconstruct closely and deeper ones less so, batching and seeds change nothing, bad input.
+// Network inversion (Mahendran & Vedaldi): regularizer values and gradients; the paper's algorithm
+// (paper_mode): the objective falls, batching and seeds change nothing, early stop and a fixed rate; the
+// default mode (priors x0.01, L-BFGS coarse to fine): the energy falls, batching and seeds; bad input.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -75,11 +76,17 @@ TEST(Regularizers, DefaultTvWeightGrowsWithDepth) {
 class TinyInversion : public ::testing::Test {
  protected:
   TinyInversion() : probe_(test::LoadFixtureModel("tinycnn_script.pt", 96)) {}
+  // The paper's algorithm, as the tests of its schedule need.
+  static InversionOptions Paper() {
+    InversionOptions options;
+    options.paper_mode = true;
+    return options;
+  }
   Probe probe_;
 };
 
-TEST_F(TinyInversion, ObjectiveFallsAndTheErrorWithIt) {
-  InversionOptions options;
+TEST_F(TinyInversion, PaperObjectiveFallsAndTheErrorWithIt) {
+  InversionOptions options = Paper();
   options.layers = {"conv3"};
   options.steps = 120;
   const InversionResult result = NetworkInversion(probe_).Run(SmoothImage(96, 1), options);
@@ -96,8 +103,8 @@ TEST_F(TinyInversion, ObjectiveFallsAndTheErrorWithIt) {
   EXPECT_EQ(layer.iterations, 120);
 }
 
-TEST_F(TinyInversion, BatchingAndSeedsChangeNothing) {
-  InversionOptions options;
+TEST_F(TinyInversion, PaperBatchingAndSeedsChangeNothing) {
+  InversionOptions options = Paper();
   options.steps = 40;
   options.layers = {"conv1", "conv4"};
   options.seed = 5;
@@ -117,8 +124,8 @@ TEST_F(TinyInversion, BatchingAndSeedsChangeNothing) {
   EXPECT_FALSE(other.layers[1].raw.equal(together.layers[1].raw));
 }
 
-TEST_F(TinyInversion, TargetErrorStopsEarlyAndFixedRateIsUsed) {
-  InversionOptions options;
+TEST_F(TinyInversion, PaperTargetErrorStopsEarlyAndFixedRateIsUsed) {
+  InversionOptions options = Paper();
   options.layers = {"conv3"};
   options.steps = 400;
   options.target_error = 0.3;
@@ -135,6 +142,65 @@ TEST_F(TinyInversion, TargetErrorStopsEarlyAndFixedRateIsUsed) {
   EXPECT_EQ(fixed.layers[0].curvature, 0.0);
 }
 
+// Default mode: L-BFGS never raises the energy within a level (the recorded energy may step at a level
+// change, where the coarse image is resized once more), the feature error falls far, no learning rate.
+TEST_F(TinyInversion, DefaultModeEnergyFallsAndIgnoresTheRate) {
+  InversionOptions options;
+  options.layers = {"conv3"};
+  options.steps = 120;
+  options.record_every = 1;
+  const InversionResult result = NetworkInversion(probe_).Run(SmoothImage(96, 1), options);
+  const LayerInversion& layer = result.layers[0];
+  ASSERT_GE(layer.objective_curve.size(), 10u);
+  std::string curve;
+  for (size_t i = 0; i < layer.objective_curve.size(); ++i) {
+    curve += std::to_string(layer.curve_steps[i]) + ":" + std::to_string(layer.objective_curve[i]) + " ";
+  }
+  // Measured: from 0.0052 at the start (step 0) to 0.00051.
+  EXPECT_EQ(layer.curve_steps.front(), 0);
+  EXPECT_LT(layer.objective_curve.back(), 0.15 * layer.objective_curve.front()) << curve;
+  EXPECT_LT(layer.feature_error, 0.1);
+  EXPECT_EQ(layer.learning_rate, 0.0);
+  EXPECT_EQ(layer.curvature, 0.0);
+  EXPECT_LE(layer.iterations, 120);
+  EXPECT_EQ(layer.curve_steps.back(), layer.iterations);
+  // Within a level the energy never rises; it may at the two level changes.
+  int rises = 0;
+  for (size_t i = 1; i < layer.objective_curve.size(); ++i) {
+    rises += layer.objective_curve[i] > layer.objective_curve[i - 1] * (1 + 1e-5) + 1e-9;
+  }
+  EXPECT_LE(rises, 2);
+}
+
+TEST_F(TinyInversion, DefaultModeBatchingAndSeeds) {
+  InversionOptions options;
+  options.steps = 30;
+  options.layers = {"conv1", "conv4"};
+  options.seed = 5;
+  const at::Tensor image = SmoothImage(96, 2);
+  const InversionResult together = NetworkInversion(probe_).Run(image, options);
+  options.batch = 1;
+  const InversionResult apart = NetworkInversion(probe_).Run(image, options);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_LT(test::RelativeError(together.layers[i].raw, apart.layers[i].raw), 1e-4) << options.layers[i];
+  }
+  options.seed = 6;
+  const InversionResult other = NetworkInversion(probe_).Run(image, options);
+  EXPECT_FALSE(other.layers[1].raw.equal(together.layers[1].raw));
+  // Fewer steps than levels: the image still comes back at full size.
+  options.steps = 2;
+  const InversionResult short_run = NetworkInversion(probe_).Run(image, options);
+  EXPECT_EQ(short_run.layers[0].raw.sizes(), (std::vector<int64_t>{3, 96, 96}));
+  EXPECT_LE(short_run.layers[0].iterations, 2);
+  // The paper's algorithm gives something else.
+  options.steps = 30;
+  options.seed = 5;
+  options.paper_mode = true;
+  const InversionResult paper = NetworkInversion(probe_).Run(image, options);
+  EXPECT_GT(test::RelativeError(paper.layers[0].raw, together.layers[0].raw), 1e-2);
+  EXPECT_GT(paper.layers[0].learning_rate, 0.0);
+}
+
 TEST_F(TinyInversion, BadInputIsRefusedClearly) {
   InversionOptions options;
   options.layers = {"conv9"};
@@ -145,6 +211,12 @@ TEST_F(TinyInversion, BadInputIsRefusedClearly) {
   EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
   options.steps = 10;
   options.layers = {};
+  EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
+  options.layers = {"conv1"};
+  options.levels = 0;
+  EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
+  options.levels = 3;
+  options.prior_scale = -1;
   EXPECT_THROW(NetworkInversion(probe_).Run(SmoothImage(96, 0), options), UsageError);
 }
 

@@ -61,7 +61,9 @@ json DecoderJson(const DecoderInfo& info, const std::string& path) {
           {"learning_rate", info.learning_rate},
           {"train_seconds", info.train_seconds},
           {"training_curve", {{"train_loss", info.train_loss}, {"val_loss", info.val_loss}}},
-          {"mean_image_val_loss", info.mean_image_val_loss}};
+          {"mean_image_val_loss", info.mean_image_val_loss},
+          {"beats_mean_image", info.beats_mean_image},
+          {"format_version", info.format_version}};
 }
 
 }  // namespace
@@ -153,11 +155,13 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   auto write = [&](const LayerInversion& inversion, const std::string& method) {
     const std::string stem = SafeFileName((method == "decoder" ? "decoder_" : "") + inversion.layer);
     WritePng((out / "layers" / (stem + ".png")).string(), inversion.image);
-    char caption[96];
-    std::snprintf(caption, sizeof(caption), "%s %.1f", method == "decoder" ? "decoder" : inversion.layer.c_str(),
-                  inversion.psnr);
+    // The layer by its sidecar alias when it has one, and the PSNR, in full (MakeGrid wraps long ones).
+    const LayerInfo& info = probe.Find(inversion.layer);
+    const std::string name = info.alias.empty() ? inversion.layer : info.alias;
+    char psnr[32];
+    std::snprintf(psnr, sizeof(psnr), "PSNR %.1f dB", inversion.psnr);
     tiles.push_back(inversion.image);
-    captions.push_back(caption);
+    captions.push_back((method == "decoder" ? "decoder " : "") + name + " " + psnr);
     json record = {{"method", method},
                    {"layer", inversion.layer},
                    {"module", probe.Find(inversion.layer).name},
@@ -193,6 +197,9 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   report["options"] = {{"image", options.image},
                        {"npy_values", options.npy_values},
                        {"layers", m.layers},
+                       {"paper", m.paper_mode},
+                       {"prior_scale", m.paper_mode ? 1.0 : m.prior_scale},
+                       {"levels", m.paper_mode ? 1 : m.levels},
                        {"steps", m.steps},
                        {"lr", options.lr_text},
                        {"momentum", m.momentum},
@@ -210,7 +217,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
       {"feature_error", "||phi(x) - phi(x0)|| / ||phi(x0)|| at the layer"},
       {"pixel_rmse", "root mean squared error against the original resized to the model input, [0,1] units, after clamping"},
       {"psnr_db", "10 log10(1 / MSE)"},
-      {"objective", "||phi(x)-phi0||^2/||phi0||^2 + (lambda_alpha/2 sum|x|^alpha + lambda_tv/2 TV_beta(x)) / sigma^2, "
+      {"objective", "||phi(x)-phi0||^2/||phi0||^2 + prior_scale * (lambda_alpha/2 sum|x|^alpha + lambda_tv/2 TV_beta(x)) / sigma^2, "
                     "x in 0-255 units minus the model's mean colour, sigma = pixel_norm * sqrt(H*W)"}};
   if (decoder) report["decoder"] = DecoderJson(decoder->info(), options.decoder);
   report["reconstructions"] = records;
@@ -234,12 +241,20 @@ std::function<void()> AddInvertCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("-l,--layer,--layers", options->layers_text,
                       "Layer(s) to invert from: conv3, a,b,c, all (aliased layers, else every conv) or all-conv");
   command->add_option("--decoder", options->decoder, "Also (or only) reconstruct with a decoder from `cnnviz upconv train`");
-  command->add_option("--steps", m.steps, "Iterations (lr divided by 10 after 1/4 and by 100 after 3/4)")->capture_default_str();
-  command->add_option("--lr", options->lr_text,
-                      "Initial learning rate of momentum SGD, or auto: 2/L, L the objective's largest curvature at the "
-                      "start (the paper's 0.004 suits AlexNet only)")
+  command->add_flag("--paper", m.paper_mode,
+                    "The paper's algorithm exactly: its prior weights, momentum SGD with its step schedule, random start");
+  command->add_option("--steps", m.steps,
+                      "Iterations: L-BFGS over all levels, or with --paper momentum SGD (lr divided by 10 after 1/4 and "
+                      "by 100 after 3/4)")
       ->capture_default_str();
-  command->add_option("--momentum", m.momentum, "Momentum")->capture_default_str();
+  command->add_option("--prior-scale", m.prior_scale, "Default mode: factor on both prior weights")->capture_default_str();
+  command->add_option("--levels", m.levels, "Default mode: coarse-to-fine levels (1/4, 1/2, full size for 3; 1 = off)")
+      ->capture_default_str();
+  command->add_option("--lr", options->lr_text,
+                      "--paper: initial learning rate of momentum SGD, or auto: 2/L, L the objective's largest curvature "
+                      "at the start (the paper's 0.004 suits AlexNet only)")
+      ->capture_default_str();
+  command->add_option("--momentum", m.momentum, "--paper: momentum")->capture_default_str();
   command->add_option("--alpha", m.alpha, "Exponent of the alpha-norm regularizer")->capture_default_str();
   command->add_option("--lambda-alpha", m.lambda_alpha, "Weight of the alpha-norm regularizer")->capture_default_str();
   command->add_option("--beta", m.beta, "Exponent of the total-variation regularizer")->capture_default_str();
@@ -253,15 +268,19 @@ std::function<void()> AddInvertCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each reconstruction as float32 .npy [3,H,W]");
   command->footer(
-      "Regularized inversion (Mahendran & Vedaldi 2015) with the paper's settings: alpha-norm (alpha 6) and\n"
-      "TV (beta 2) priors, momentum SGD, 400 steps. With --decoder, the learned inversion of Dosovitskiy &\n"
-      "Brox (2016): one forward pass of a decoder trained with `cnnviz upconv train`.\n"
-      "Outputs in --out: grid.png (original | reconstructions, captioned with PSNR), original.png,\n"
+      "Regularized inversion (Mahendran & Vedaldi 2015): the paper's energy, feature distance plus alpha-norm\n"
+      "(alpha 6) and TV (beta 2) priors. Default: the priors at 1/100 of the paper's weights (--prior-scale),\n"
+      "minimized by L-BFGS coarse to fine (1/4, 1/2, full size; 400 iterations), so that shallow layers\n"
+      "reconstruct nearly exactly. --paper: the paper's weights and optimizer (momentum SGD, 400 steps) exactly.\n"
+      "With --decoder, the learned inversion of Dosovitskiy & Brox (2016): one forward pass of a decoder\n"
+      "trained with `cnnviz upconv train`.\n"
+      "Outputs in --out: grid.png (original | reconstructions, captioned with layer and PSNR), original.png,\n"
       "layers/<layer>.png, report.json (per reconstruction: feature error, pixel RMSE, PSNR, iterations,\n"
       "time, curves; the decoder's training curve), arrays/*.npy with --save-arrays.\n"
       "Examples:\n"
       "  cnnviz invert --model models/tinycnn.pt --image photo.png --layer conv3\n"
       "  cnnviz invert --model models/tinycnn.pt --image photo.png --layers all --out strip/\n"
+      "  cnnviz invert --model models/tinycnn.pt --image photo.png --layers all --paper --out paper/\n"
       "  cnnviz invert --model models/tinycnn.pt --image photo.png --decoder conv5.decoder.pt");
   return [options, &global, command]() {
     if (command->parsed()) RunInvert(*options, global);
@@ -297,14 +316,12 @@ void RunUpconvTrain(UpconvTrainCommandOptions options, const GlobalOptions& glob
         }
       });
   const DecoderInfo& info = result.decoder->info();
-  if (!info.val_loss.empty()) {
-    Log()->info("epoch {}: validation loss {:.5f} (mean-image baseline {:.5f})", info.epochs_done, info.val_loss.back(),
-                info.mean_image_val_loss);
-  }
-  Log()->info("{} train / {} held-out images, features {} ({:.1f} s), {:.0f} images/s; wrote {} in {:.1f} s",
-              info.train_images, info.val_images, result.features_cached ? "cached" : "recomputed every batch",
-              result.feature_seconds, result.images_per_second, m.out,
-              std::chrono::duration<double>(Clock::now() - started).count());
+  // bench/invert_bench.py parses "features ... (N s), N images/s; wrote ... in N s".
+  Log()->info("{} train / {} held-out images, {} images through the decoder in {:.1f} s of training steps, micro-batch "
+              "{}, features {} ({:.1f} s), {:.1f} images/s; wrote {} in {:.1f} s",
+              info.train_images, info.val_images, result.trained_images, result.train_seconds, result.micro_batch,
+              result.features_cached ? "cached" : "recomputed every batch", result.feature_seconds,
+              result.images_per_second, m.out, std::chrono::duration<double>(Clock::now() - started).count());
 }
 
 std::function<void()> AddUpconvCommand(CLI::App& app, const GlobalOptions& global) {
@@ -325,12 +342,17 @@ std::function<void()> AddUpconvCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--max-images", m.max_images, "Use at most this many images (0 = all)")->capture_default_str();
   command->add_option("--channels", m.channels, "Channels of the first decoder convolutions (0 = from the layer)")
       ->capture_default_str();
-  command->add_option("--cache-mb", m.cache_mb, "Cache the layer's features in memory up to this size (0 = never)")
+  command->add_option("--cache-mb", m.cache_mb,
+                      "Memory budget in MiB besides the model: decoded images, cached features (kept when all fits; "
+                      "0 = never) and decoder activations (micro-batches)")
       ->capture_default_str();
   command->add_flag("--resume", m.resume, "Continue from --out when it exists (same model and layer)");
   command->footer(
       "The model runs once per image (cut after the layer) and its features are cached in memory when they\n"
-      "fit, so epochs train the decoder alone. Images are decoded once and kept in memory (uint8).\n"
+      "fit --cache-mb, so epochs train the decoder alone. Images are decoded once and kept in memory (uint8).\n"
+      "Features are standardized per channel and the decoder predicts the difference to the mean training\n"
+      "image. Every epoch logs the validation loss beside the mean-image baseline; a warning (and\n"
+      "beats_mean_image false in the file's metadata) says when the decoder is not better than that baseline.\n"
       "The decoder file holds the weights, Adam state and metadata (model fingerprint, layer, training curve);\n"
       "it is rewritten atomically after each epoch: an interrupted run resumes with --resume.\n"
       "Examples:\n"

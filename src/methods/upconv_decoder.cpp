@@ -5,8 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <numeric>
 #include <random>
@@ -23,10 +25,13 @@ using nlohmann::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr const char* kFormat = "cnnviz-decoder-1";
+constexpr const char* kFormat1 = "cnnviz-decoder-1";  // the paper's plain decoder; still loaded
+constexpr const char* kFormat = "cnnviz-decoder-2";   // standardized features, residual to the mean image
+// "Better than the mean image": a validation loss at least this fraction below the baseline's.
+constexpr double kBetterMargin = 1e-3;
 
 json ToJson(const DecoderInfo& info) {
-  return {{"format", kFormat},
+  return {{"format", info.format_version == 1 ? kFormat1 : kFormat},
           {"model_path", info.model_path},
           {"model_fingerprint", info.model_fingerprint},
           {"layer", info.layer},
@@ -46,6 +51,7 @@ json ToJson(const DecoderInfo& info) {
           {"train_loss", info.train_loss},
           {"val_loss", info.val_loss},
           {"mean_image_val_loss", info.mean_image_val_loss},
+          {"beats_mean_image", info.beats_mean_image},
           {"train_seconds", info.train_seconds}};
 }
 
@@ -70,6 +76,7 @@ DecoderInfo FromJson(const json& doc) {
   info.train_loss = doc.value("train_loss", std::vector<double>());
   info.val_loss = doc.value("val_loss", std::vector<double>());
   info.mean_image_val_loss = doc.value("mean_image_val_loss", 0.0);
+  info.beats_mean_image = doc.value("beats_mean_image", false);
   info.train_seconds = doc.value("train_seconds", 0.0);
   return info;
 }
@@ -86,7 +93,8 @@ torch::Tensor Unpool(const torch::Tensor& x) {
 
 // The decoder network.
 struct DecoderNet : torch::nn::Module {
-  explicit DecoderNet(const DecoderInfo& info) : height(info.height), width(info.width), first(info.channels) {
+  explicit DecoderNet(const DecoderInfo& info)
+      : height(info.height), width(info.width), first(info.channels), standardized(info.format_version >= 2) {
     if (info.feature_shape.size() == 3) {
       convs->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(info.feature_shape[0], first, 3).padding(1)));
       convs->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(first, first, 3).padding(1)));
@@ -102,18 +110,66 @@ struct DecoderNet : torch::nn::Module {
     register_module("convs", convs);
     register_module("upconvs", upconvs);
     out = register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 3, 3).padding(1)));
+    if (standardized) {
+      // Set by training (SetStatistics) or loaded; identity until then.
+      feature_mean = register_buffer("feature_mean", torch::zeros({info.feature_shape[0]}));
+      feature_scale = register_buffer("feature_scale", torch::ones({info.feature_shape[0]}));
+      mean_image = register_buffer("mean_image", torch::zeros({1, 3, info.height, info.width}));
+      // An untrained decoder gives the mean image.
+      torch::NoGradGuard no_grad;
+      out->weight.zero_();
+      out->bias.zero_();
+    }
+  }
+
+  // Per-channel mean and 1/std of the training features, and the mean training image.
+  void SetStatistics(const torch::Tensor& mean, const torch::Tensor& scale, const torch::Tensor& image) {
+    torch::NoGradGuard no_grad;
+    feature_mean.copy_(mean);
+    feature_scale.copy_(scale);
+    mean_image.copy_(image);
   }
 
   torch::Tensor forward(torch::Tensor x) {
+    if (standardized) {
+      const std::vector<int64_t> shape =
+          x.dim() == 4 ? std::vector<int64_t>{1, -1, 1, 1} : std::vector<int64_t>{1, -1};
+      x = (x - feature_mean.view(shape)) * feature_scale.view(shape);
+    }
     if (fc) x = torch::leaky_relu(fc->forward(x.flatten(1)), 0.2).view({x.size(0), first, 4, 4});
     for (const auto& conv : *convs) x = torch::leaky_relu(conv->as<torch::nn::Conv2d>()->forward(x), 0.2);
     for (const auto& conv : *upconvs) x = torch::leaky_relu(conv->as<torch::nn::Conv2d>()->forward(Unpool(x)), 0.2);
     x = out->forward(x);
     if (x.size(2) != height || x.size(3) != width) x = torch::upsample_bilinear2d(x, {height, width}, false);
-    return x;
+    return standardized ? x + mean_image : x;
+  }
+
+  // Bytes of the tensors one image keeps for the backward pass of a training step, and about as many
+  // again for their gradients: what a micro-batch costs per image.
+  int64_t TrainingBytesPerImage(const DecoderInfo& info) const {
+    int64_t elements = 0, channels = first, side_h = 4, side_w = 4;
+    if (info.feature_shape.size() == 3) {
+      side_h = info.feature_shape[1];
+      side_w = info.feature_shape[2];
+      elements += 2 * info.feature_shape[0] * side_h * side_w + 4 * first * side_h * side_w;
+    } else {
+      elements += 2 * first * 16;
+    }
+    for (int64_t i = 0; i < static_cast<int64_t>(upconvs->size()); ++i) {
+      const int64_t next = std::max<int64_t>(32, channels / 2);
+      // unpooled input (4x), convolution output and its leaky ReLU
+      elements += 4 * channels * side_h * side_w + 2 * 4 * next * side_h * side_w;
+      side_h *= 2;
+      side_w *= 2;
+      channels = next;
+    }
+    elements += 3 * side_h * side_w + 4 * 3 * height * width;
+    return 2 * 4 * elements;
   }
 
   int64_t height, width, first;
+  bool standardized;
+  torch::Tensor feature_mean, feature_scale, mean_image;
   torch::nn::Linear fc{nullptr};
   torch::nn::ModuleList convs, upconvs;
   torch::nn::Conv2d out{nullptr};
@@ -181,10 +237,18 @@ std::unique_ptr<UpconvDecoder> UpconvDecoder::Load(const std::string& path, cons
   std::unique_ptr<UpconvDecoder> decoder(new UpconvDecoder());
   try {
     const json doc = json::parse(meta.toStringRef());
-    if (doc.value("format", std::string()) != kFormat) {
-      throw InputError("'" + path + "' has decoder format '" + doc.value("format", std::string()) + "', expected " + kFormat);
+    const std::string format = doc.value("format", std::string());
+    if (format != kFormat && format != kFormat1) {
+      throw InputError("'" + path + "' has decoder format '" + format + "', expected " + kFormat + " (or " + kFormat1 + ")");
     }
     decoder->info_ = FromJson(doc);
+    decoder->info_.format_version = format == kFormat1 ? 1 : 2;
+    const DecoderInfo& info = decoder->info_;
+    const auto in = [](int64_t value, int64_t low, int64_t high) { return value >= low && value <= high; };
+    bool sizes_ok = (info.feature_shape.size() == 1 || info.feature_shape.size() == 3) && in(info.height, 1, 1 << 14) &&
+                    in(info.width, 1, 1 << 14) && in(info.channels, 1, 1 << 14) && in(info.upsamplings, 0, 16);
+    for (int64_t size : info.feature_shape) sizes_ok = sizes_ok && in(size, 1, 1 << 16);
+    if (!sizes_ok) throw InputError("'" + path + "' has decoder metadata with impossible shapes");
   } catch (const json::exception& e) {
     throw InputError("'" + path + "' has malformed decoder metadata: " + e.what());
   }
@@ -291,46 +355,7 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
   order.resize(count);
   const size_t val_count = std::clamp<size_t>(static_cast<size_t>(std::lround(options.val_fraction * count)), 1, count - 1);
 
-  // Decode every image once (uint8 in memory) and compute features once when they fit.
-  DecoderTrainResult result;
-  const Subset subset(images, order);
-  std::vector<at::Tensor> pixels_list, features_list;
-  std::vector<bool> is_val;
-  const int64_t feature_numel = std::accumulate(layer.shape.begin() + 1, layer.shape.end(), int64_t{1}, std::multiplies<>());
-  const double feature_mb = static_cast<double>(count) * feature_numel * 4.0 / (1024.0 * 1024.0);
-  result.features_cached = options.cache_mb > 0 && feature_mb <= static_cast<double>(options.cache_mb);
-  const auto feature_started = Clock::now();
-  {
-    at::NoGradGuard no_grad;
-    BatchPrefetcher prefetcher(subset, static_cast<size_t>(std::max<int64_t>(options.batch, 16)), spec.height, spec.width);
-    ImageBatch batch;
-    while (prefetcher.Next(&batch)) {
-      for (const auto& failure : batch.failures) {
-        LogWarn("skipping " + failure.second);
-        ++result.skipped_images;
-      }
-      if (!batch.images.defined()) continue;
-      pixels_list.push_back(batch.images.mul(255.0).round_().to(at::kByte));
-      for (size_t index : batch.indices) is_val.push_back(index < val_count);
-      if (result.features_cached) {
-        features_list.push_back(probe.Run(view, model.Preprocess(batch.images.to(device))).taps[0].to(at::kCPU));
-      }
-    }
-  }
-  if (pixels_list.empty()) throw InputError("no image of '" + dataset_name + "' could be decoded");
-  const at::Tensor pixels = at::cat(pixels_list);
-  const at::Tensor features = result.features_cached ? at::cat(features_list) : at::Tensor();
-  result.feature_seconds = std::chrono::duration<double>(Clock::now() - feature_started).count();
-  std::vector<int64_t> train_rows, val_rows;
-  for (size_t i = 0; i < is_val.size(); ++i) (is_val[i] ? val_rows : train_rows).push_back(static_cast<int64_t>(i));
-  if (train_rows.empty() || val_rows.empty()) {
-    throw InputError("'" + dataset_name + "': too few decodable images for a training and a validation split");
-  }
-  auto rows_tensor = [](const std::vector<int64_t>& rows) { return at::tensor(rows, at::kLong); };
-  const at::Tensor train_index = rows_tensor(train_rows), val_index = rows_tensor(val_rows);
-
-  // Decoder: new, or resumed from the file.
-  std::unique_ptr<UpconvDecoder> decoder;
+  // The decoder's shape, from the layer's.
   DecoderInfo info;
   info.model_path = model.path();
   info.model_fingerprint = model.Fingerprint();
@@ -347,14 +372,100 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
   info.channels = options.channels > 0 ? options.channels : std::min<int64_t>(256, std::max<int64_t>(64, feature_channels));
   const int64_t base = info.feature_shape.size() == 3 ? std::min(info.feature_shape[1], info.feature_shape[2]) : 4;
   const double ratio = static_cast<double>(std::max(spec.height, spec.width)) / static_cast<double>(std::max<int64_t>(1, base));
-  info.upsamplings = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::log2(ratio) - 1e-9)));
+  // The nearest power of two (ceil made AlexNet's conv3, 13 -> 224, run its last up-convolution at 416x416).
+  info.upsamplings = ratio > 1 ? std::max<int64_t>(1, std::lround(std::log2(ratio))) : 0;
+  info.seed = options.seed;
+
+  // Memory: decoded images, cached features and the decoder's activations share the budget.
+  DecoderTrainResult result;
+  const double mib = 1024.0 * 1024.0;
+  const double budget = static_cast<double>(options.cache_mb > 0 ? options.cache_mb : 2048) * mib;
+  const int64_t per_image = DecoderNet(info).TrainingBytesPerImage(info);
+  const int64_t micro_batch =
+      std::clamp<int64_t>(static_cast<int64_t>(budget / 4.0 / static_cast<double>(per_image)), 1, options.batch);
+  result.micro_batch = micro_batch;
+  const int64_t feature_numel = std::accumulate(layer.shape.begin() + 1, layer.shape.end(), int64_t{1}, std::multiplies<>());
+  const double pixel_bytes = static_cast<double>(count) * 3.0 * static_cast<double>(spec.height * spec.width);
+  const double feature_bytes = static_cast<double>(count) * static_cast<double>(feature_numel) * 4.0;
+  const double activation_bytes = static_cast<double>(micro_batch * per_image);
+  result.features_cached = options.cache_mb > 0 && pixel_bytes + feature_bytes + activation_bytes <= budget;
+  if (pixel_bytes + activation_bytes > budget) {
+    LogWarn("the " + std::to_string(count) + " decoded images (" + std::to_string(std::lround(pixel_bytes / mib)) +
+            " MiB) and the decoder's activations exceed --cache-mb " + std::to_string(options.cache_mb) +
+            "; use --max-images to stay within it");
+  }
+
+  // Decode every image once (uint8 in memory), compute the features once (for their statistics, and kept
+  // when they fit), into tensors allocated once: concatenating parts would hold everything twice.
+  const Subset subset(images, order);
+  const auto feature_started = Clock::now();
+  at::Tensor pixels = at::empty({static_cast<int64_t>(count), 3, spec.height, spec.width}, at::kByte);
+  std::vector<int64_t> cache_shape{static_cast<int64_t>(count)};
+  cache_shape.insert(cache_shape.end(), info.feature_shape.begin(), info.feature_shape.end());
+  at::Tensor features = result.features_cached ? at::empty(cache_shape, at::kFloat) : at::Tensor();
+  std::vector<bool> is_val;
+  // Per-channel sums over the training images, for the standardization.
+  at::Tensor channel_sum = at::zeros({feature_channels}, at::kDouble), channel_sum2 = at::zeros({feature_channels}, at::kDouble);
+  double channel_count = 0;
+  int64_t filled = 0;
+  {
+    at::NoGradGuard no_grad;
+    BatchPrefetcher prefetcher(subset, static_cast<size_t>(std::max<int64_t>(options.batch, 16)), spec.height, spec.width);
+    ImageBatch batch;
+    while (prefetcher.Next(&batch)) {
+      for (const auto& failure : batch.failures) {
+        LogWarn("skipping " + failure.second);
+        ++result.skipped_images;
+      }
+      if (!batch.images.defined()) continue;
+      const int64_t n = batch.images.size(0);
+      pixels.narrow(0, filled, n).copy_(batch.images.mul(255.0).round_().to(at::kByte));
+      std::vector<int64_t> train_in_batch;
+      for (size_t k = 0; k < batch.indices.size(); ++k) {
+        is_val.push_back(batch.indices[k] < val_count);
+        if (batch.indices[k] >= val_count) train_in_batch.push_back(static_cast<int64_t>(k));
+      }
+      const at::Tensor out = probe.Run(view, model.Preprocess(batch.images.to(device))).taps[0].to(at::kCPU, at::kFloat);
+      if (!train_in_batch.empty()) {
+        const at::Tensor train = out.index_select(0, at::tensor(train_in_batch, at::kLong)).to(at::kDouble);
+        const std::vector<int64_t> dims = train.dim() == 4 ? std::vector<int64_t>{0, 2, 3} : std::vector<int64_t>{0};
+        channel_sum += train.sum(dims);
+        channel_sum2 += train.pow(2).sum(dims);
+        channel_count += static_cast<double>(train.numel() / feature_channels);
+      }
+      if (result.features_cached) features.narrow(0, filled, n).copy_(out);
+      filled += n;
+    }
+  }
+  if (filled == 0) throw InputError("no image of '" + dataset_name + "' could be decoded");
+  pixels = pixels.narrow(0, 0, filled);
+  if (result.features_cached) features = features.narrow(0, 0, filled);
+  result.feature_seconds = std::chrono::duration<double>(Clock::now() - feature_started).count();
+  std::vector<int64_t> train_rows, val_rows;
+  for (size_t i = 0; i < is_val.size(); ++i) (is_val[i] ? val_rows : train_rows).push_back(static_cast<int64_t>(i));
+  if (train_rows.empty() || val_rows.empty()) {
+    throw InputError("'" + dataset_name + "': too few decodable images for a training and a validation split");
+  }
+  auto rows_tensor = [](const std::vector<int64_t>& rows) { return at::tensor(rows, at::kLong); };
+  const at::Tensor train_index = rows_tensor(train_rows), val_index = rows_tensor(val_rows);
   info.dataset = dataset_name;
   info.train_images = static_cast<int64_t>(train_rows.size());
   info.val_images = static_cast<int64_t>(val_rows.size());
   info.batch = options.batch;
   info.learning_rate = options.learning_rate;
-  info.seed = options.seed;
 
+  // The baseline: the mean training image for every held-out image.
+  at::Tensor mean_image;
+  double baseline_loss = 0;
+  {
+    at::NoGradGuard no_grad;
+    mean_image = pixels.index_select(0, train_index).to(at::kFloat).div(255.0).mean(0, true);
+    const at::Tensor val_images = pixels.index_select(0, val_index).to(at::kFloat).div(255.0);
+    baseline_loss = (val_images - mean_image).pow(2).mean().item<double>();
+  }
+
+  // Decoder: new, or resumed from the file.
+  std::unique_ptr<UpconvDecoder> decoder;
   if (options.resume && fs::exists(options.out)) {
     decoder = UpconvDecoder::Load(options.out, device);
     const DecoderInfo& old = decoder->info();
@@ -367,6 +478,14 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
     LogInfo("resuming " + options.out + " after epoch " + std::to_string(old.epochs_done));
   } else {
     decoder = std::make_unique<UpconvDecoder>(info, options.seed, device);
+    if (info.format_version >= 2) {
+      const at::Tensor mean = channel_sum / std::max(1.0, channel_count);
+      const at::Tensor variance = (channel_sum2 / std::max(1.0, channel_count) - mean.pow(2)).clamp_min(0);
+      // Channels that never vary (dead units) stay 0 instead of being blown up.
+      const at::Tensor scale = at::where(variance > 1e-12, variance.clamp_min(1e-12).rsqrt(), at::zeros_like(variance));
+      DecoderTraining::Net(*decoder).SetStatistics(mean.to(device, at::kFloat), scale.to(device, at::kFloat),
+                                                   mean_image.to(device));
+    }
   }
   DecoderInfo& record = decoder->mutable_info();
   record.dataset = info.dataset;
@@ -374,6 +493,7 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
   record.val_images = info.val_images;
   record.batch = info.batch;
   record.learning_rate = info.learning_rate;
+  record.mean_image_val_loss = baseline_loss;
   DecoderNet& net = DecoderTraining::Net(*decoder);
   torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.learning_rate));
   if (auto& state = DecoderTraining::OptimizerState(*decoder); state && options.resume) {
@@ -392,28 +512,21 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
   auto batch_images = [&](const at::Tensor& rows) {
     return pixels.index_select(0, rows).to(device, at::kFloat).div(255.0);
   };
+  const double pixels_per_image = static_cast<double>(3 * spec.height * spec.width);
   auto validation_loss = [&]() {
     at::NoGradGuard no_grad;
     net.eval();
     double total = 0;
-    for (int64_t start = 0; start < val_index.size(0); start += options.batch) {
-      const at::Tensor rows = val_index.slice(0, start, std::min(val_index.size(0), start + options.batch));
+    for (int64_t start = 0; start < val_index.size(0); start += micro_batch) {
+      const at::Tensor rows = val_index.slice(0, start, std::min(val_index.size(0), start + micro_batch));
       total += torch::mse_loss(net.forward(batch_features(rows)), batch_images(rows), at::Reduction::Sum).item<double>();
     }
     net.train();
-    return total / static_cast<double>(val_index.size(0) * 3 * spec.height * spec.width);
+    return total / (static_cast<double>(val_index.size(0)) * pixels_per_image);
   };
-  {
-    at::NoGradGuard no_grad;
-    const at::Tensor mean_image = pixels.index_select(0, train_index).to(at::kFloat).div(255.0).mean(0, true);
-    const at::Tensor val_images = pixels.index_select(0, val_index).to(at::kFloat).div(255.0);
-    record.mean_image_val_loss = (val_images - mean_image).pow(2).mean().item<double>();
-  }
 
   result.first_epoch = record.epochs_done + 1;
   const int64_t batches = (train_index.size(0) + options.batch - 1) / options.batch;
-  int64_t trained_images = 0;
-  double trained_seconds = 0;
   net.train();
   for (int64_t epoch = result.first_epoch; epoch <= options.epochs; ++epoch) {
     const auto epoch_started = Clock::now();
@@ -423,31 +536,52 @@ DecoderTrainResult TrainDecoder(const Probe& probe, const ImageSource& images, c
     int64_t seen = 0;
     for (int64_t b = 0; b < batches; ++b) {
       const at::Tensor rows = shuffled.slice(0, b * options.batch, std::min(shuffled.size(0), (b + 1) * options.batch));
-      const at::Tensor input = batch_features(rows);
-      const at::Tensor target = batch_images(rows);
+      const int64_t size = rows.size(0);
       optimizer.zero_grad();
-      const at::Tensor loss = torch::mse_loss(net.forward(input), target);
-      loss.backward();
+      double batch_loss = 0;
+      // Micro-batches: the gradient of the batch's mean squared error, in pieces that fit the budget.
+      for (int64_t start = 0; start < size; start += micro_batch) {
+        const at::Tensor part = rows.slice(0, start, std::min(size, start + micro_batch));
+        const at::Tensor loss = torch::mse_loss(net.forward(batch_features(part)), batch_images(part), at::Reduction::Sum) /
+                                (static_cast<double>(size) * pixels_per_image);
+        loss.backward();
+        batch_loss += loss.item<double>();
+      }
       optimizer.step();
-      loss_sum += loss.item<double>() * static_cast<double>(rows.size(0));
-      seen += rows.size(0);
+      loss_sum += batch_loss * static_cast<double>(size);
+      seen += size;
       if (progress) progress(epoch, options.epochs, b + 1, batches, loss_sum / static_cast<double>(seen));
     }
-    trained_images += seen;
-    const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_started).count();
-    trained_seconds += epoch_seconds;
+    result.trained_images += seen;
+    result.train_seconds += std::chrono::duration<double>(Clock::now() - epoch_started).count();
     record.train_loss.push_back(loss_sum / static_cast<double>(seen));
     record.val_loss.push_back(validation_loss());
     record.epochs_done = epoch;
+    record.beats_mean_image = record.val_loss.back() < (1.0 - kBetterMargin) * record.mean_image_val_loss;
     record.train_seconds += std::chrono::duration<double>(Clock::now() - epoch_started).count();
+    char line[200];
+    std::snprintf(line, sizeof(line), "epoch %lld/%lld: train loss %.5f, validation loss %.5f (mean-image baseline %.5f, %+.1f%%)",
+                  static_cast<long long>(epoch), static_cast<long long>(options.epochs), record.train_loss.back(),
+                  record.val_loss.back(), record.mean_image_val_loss,
+                  100.0 * (record.val_loss.back() / std::max(record.mean_image_val_loss, 1e-12) - 1.0));
+    LogInfo(line);
     SaveArchive(options.out, record, net, &optimizer);
   }
   if (result.first_epoch > options.epochs) {
     LogWarn("'" + options.out + "' already has " + std::to_string(record.epochs_done) +
             " epoch(s); nothing to train (raise --epochs)");
   }
+  if (!record.val_loss.empty() && !record.beats_mean_image) {
+    char line[240];
+    std::snprintf(line, sizeof(line),
+                  "the decoder is not better than the mean training image on the held-out images (validation loss "
+                  "%.5f, baseline %.5f): its reconstructions show what the mean image would; train longer or on "
+                  "more images",
+                  record.val_loss.back(), record.mean_image_val_loss);
+    LogWarn(line);
+  }
   net.eval();
-  result.images_per_second = trained_seconds > 0 ? static_cast<double>(trained_images) / trained_seconds : 0;
+  result.images_per_second = result.train_seconds > 0 ? static_cast<double>(result.trained_images) / result.train_seconds : 0;
   result.decoder = std::move(decoder);
   return result;
 }
