@@ -350,6 +350,30 @@ TEST(CliDissectTest, MinimalCaseCsvAndActivatedAreaFlag) {
 }
 
 // .npy inputs are used as given: a class target on the reference input equals the Python reference.
+// A rule that covers no activation in front of the layer is refused (it would silently be the plain
+// gradient); otherwise report.json says what it covered.
+TEST(CliDeconvTest, RuleCoverageIsReportedAndNoCoverageRefused) {
+  const std::string out = TempDir("deconv_coverage");
+  ExpectOneLineError("deconv --device cpu --model " + test::Fixture("tanh_net.pt") + " --layer body.2 --dataset " +
+                         test::Fixture("mixed_images") + " --out " + out,
+                     2, "changes nothing in front of 'body.2'");
+  EXPECT_FALSE(std::filesystem::exists(out + "/report.json"));
+  Result result = RunCli("deconv --device cpu --model " + test::Fixture("tanh_net.pt") +
+                         " --layer body.2 --rule gradient --units 0 --top 1 --dataset " + test::Fixture("mixed_images") +
+                         " --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  result = RunCli("deconv --device cpu --model " + test::Fixture("activations_net.pt") +
+                  " --layer body.20 --rule guided --units 0 --top 1 --dataset " + test::Fixture("mixed_images") +
+                  " --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  EXPECT_NE(result.out.find("covers elu x3, gelu x1"), std::string::npos) << result.out;
+  std::ifstream in(out + "/report.json");
+  const auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["rule_coverage"]["body.20"]["covered"]["mish"], 1);
+  EXPECT_TRUE(report["rule_coverage"]["body.20"]["plain_gradient"].empty());
+  std::filesystem::remove_all(out);
+}
+
 TEST(CliDeconvTest, NpyInputAndClassTarget) {
   const test::Reference reference = test::LoadReference(test::Fixture("resnet18_script_ref.pt"));
   const std::string dir = TempDir("deconv_npy");

@@ -275,3 +275,41 @@ TEST(DeconvNetTest, PositionSeedIsTheActivationsGradient) {
 
 }  // namespace
 }  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// The rules on silu, gelu (exact and tanh), hardswish, hardsigmoid, elu, selu, celu, leaky_relu and mish
+// equal a Python reference written from their definitions with custom autograd functions
+// (tests/fixtures/make_fixtures.py, ActivationRule), and the view reports covering every one of them.
+TEST(DeconvNetTest, RulesOnSmoothActivationsEqualThePythonReference) {
+  Probe probe(test::LoadFixtureModel("activations_net.pt", 12));
+  const test::Reference reference = test::LoadReference(test::Fixture("activations_net_ref.pt"));
+  const at::Tensor input = reference.at("input").toTensor();
+  for (BackwardRule rule : {BackwardRule::kGradient, BackwardRule::kDeconvNet, BackwardRule::kGuided}) {
+    const at::Tensor x = input.clone().requires_grad_(true);
+    ViewSpec spec{{"body.20"}, false};
+    spec.rule = rule;
+    probe.Run(spec, x).taps[0][0][0].sum().backward();
+    const at::Tensor expected = reference.at("grad:" + ToString(rule)).toTensor();
+    const double scale = expected.abs().max().item<double>();
+    EXPECT_LT((x.grad() - expected).abs().max().item<double>(), 1e-4 * scale) << ToString(rule);
+  }
+  const RuleCoverage coverage = probe.Coverage(ViewSpec{{"body.20"}, false});
+  EXPECT_EQ(coverage.covered_count(), 10) << coverage.Describe();
+  for (const char* name : {"silu", "gelu", "gelu(tanh)", "hardswish", "hardsigmoid", "leaky_relu", "mish"}) {
+    EXPECT_EQ(coverage.covered.count(name), 1u) << name << ": " << coverage.Describe();
+  }
+  EXPECT_EQ(coverage.covered.at("elu"), 3) << coverage.Describe();  // elu, selu, celu
+  EXPECT_TRUE(coverage.plain_gradient.empty()) << coverage.Describe();
+  // Truncation: in front of body.2 only the first activation (silu) remains.
+  EXPECT_EQ(probe.Coverage(ViewSpec{{"body.2"}, false}).covered_count(), 1);
+
+  Probe tanh_only(test::LoadFixtureModel("tanh_net.pt", 12));
+  const RuleCoverage none = tanh_only.Coverage(ViewSpec{{"body.2"}, false});
+  EXPECT_EQ(none.covered_count(), 0);
+  EXPECT_EQ(none.plain_gradient.at("tanh"), 1);
+}
+
+}  // namespace
+}  // namespace cnnviz
