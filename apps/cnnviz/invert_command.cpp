@@ -18,6 +18,7 @@
 #include "cnnviz/io/image_sources.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
 namespace cnnviz::app {
@@ -109,12 +110,15 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   ClaimOutputFolder(options.out);
   InversionResult result;
   if (!m.layers.empty()) {
-    auto last = Clock::now();
+    const int64_t layer_count = static_cast<int64_t>(m.layers.size());
+    ProgressReporter reporter("invert", "layers");
     result = NetworkInversion(probe).Run(image, m, [&](int64_t group, int64_t groups, int64_t step, int64_t steps) {
-      if (Clock::now() - last > std::chrono::seconds(3)) {
-        Log()->info("batch {}/{}: step {}/{}", group + 1, groups, step, steps);
-        last = Clock::now();
-      }
+      // Layers are optimized in groups (one layer each by default): count the groups' layers as done.
+      const double fraction = (static_cast<double>(group) + static_cast<double>(step) / std::max<int64_t>(1, steps)) /
+                              static_cast<double>(std::max<int64_t>(1, groups));
+      const int64_t done = step == steps ? layer_count * (group + 1) / std::max<int64_t>(1, groups)
+                                         : layer_count * group / std::max<int64_t>(1, groups);
+      reporter.Update(done, layer_count, fraction, "step " + std::to_string(step) + "/" + std::to_string(steps));
     });
   } else {
     const InputSpec& spec = model->input_spec();
@@ -299,6 +303,7 @@ void RunUpconvTrain(UpconvTrainCommandOptions options, const GlobalOptions& glob
   probe.Find(m.layer);
   const bool tty = isatty(fileno(stderr)) && !global.quiet;
   auto last = Clock::now();
+  int64_t first_epoch = -1;
   ClaimOutputFile(m.out);
   DecoderTrainResult result = TrainDecoder(
       probe, *source, options.dataset, m, [&](int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss) {
@@ -311,7 +316,12 @@ void RunUpconvTrain(UpconvTrainCommandOptions options, const GlobalOptions& glob
                        static_cast<long long>(batches), loss);
           if (batch == batches) std::fprintf(stderr, "\n");
         } else if (Clock::now() - last > std::chrono::seconds(3) || batch == batches) {
-          Log()->info("epoch {}/{}: batch {}/{}, loss {:.5f}", epoch, epochs, batch, batches, loss);
+          if (first_epoch < 0) first_epoch = epoch;
+          const double fraction = (static_cast<double>(epoch - first_epoch) + static_cast<double>(batch) / std::max<int64_t>(1, batches)) /
+                                  static_cast<double>(std::max<int64_t>(1, epochs - first_epoch + 1));
+          const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+          Log()->info("epoch {}/{}: batch {}/{}, loss {:.5f}{}", epoch, epochs, batch, batches, loss,
+                      fraction > 0 && fraction < 1 ? ", ETA " + FormatDuration(elapsed * (1 - fraction) / fraction) : "");
           last = Clock::now();
         }
       });
