@@ -374,6 +374,21 @@ TEST(CliDeconvTest, RuleCoverageIsReportedAndNoCoverageRefused) {
   std::filesystem::remove_all(out);
 }
 
+// Layers whose channels lie on axis 3 are refused by every unit method, never scored as image rows.
+TEST(CliTest, ChannelsLastLayersAreRefusedByUnitMethods) {
+  const std::string model = test::Fixture("channels_last_script.pt"), out = TempDir("channels_last");
+  ExpectOneLineError("actmax --device cpu --model " + model + " --layer block.3 --units 20 --steps 2 --out " + out, 2,
+                     "holds its 32 channels on axis 3");
+  ExpectOneLineError("dissect --device cpu --model " + model + " --layers block.3 --dataset " + test::Fixture("concepts") +
+                         " --out " + out,
+                     2, "channels-last");
+  ExpectOneLineError("deconv --device cpu --model " + model + " --layer block.4 --rule gradient --dataset " +
+                         test::Fixture("mixed_images") + " --out " + out,
+                     2, "channels-last");
+  EXPECT_FALSE(std::filesystem::exists(out + "/report.json"));
+  std::filesystem::remove_all(out);
+}
+
 TEST(CliDeconvTest, NpyInputAndClassTarget) {
   const test::Reference reference = test::LoadReference(test::Fixture("resnet18_script_ref.pt"));
   const std::string dir = TempDir("deconv_npy");

@@ -270,3 +270,30 @@ TEST(ProbeTest, InputTooSmallIsAModelError) {
 
 }  // namespace
 }  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// A ConvNeXt-style block permutes to channels-last: its layers' units are counted along axis 3, and unit
+// methods refuse them by name instead of reading image rows as units. Scripted and traced alike.
+TEST(ProbeChannelAxisTest, ChannelsLastLayersCountChannelsAndAreRefusedForUnits) {
+  for (const char* file : {"channels_last_script.pt", "channels_last_trace.pt"}) {
+    Probe probe(test::LoadFixtureModel(file, 16));
+    EXPECT_EQ(probe.Find("block.0").channel_axis, 1) << file;
+    EXPECT_EQ(probe.Find("block.3").channel_axis, 3) << file;
+    EXPECT_EQ(probe.Find("block.3").units, 32) << file;  // Linear 8 -> 32 on the last axis, not 16 rows
+    EXPECT_EQ(probe.Find("block.2").units, 8) << file;
+    EXPECT_EQ(probe.Find("block.6").channel_axis, 1) << file;  // permuted back
+    EXPECT_EQ(probe.Find("head").units, 4) << file;
+    EXPECT_NO_THROW(probe.FindUnits("block.6"));
+    try {
+      probe.FindUnits("block.3");
+      ADD_FAILURE() << "block.3 accepted for units";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("axis 3"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz

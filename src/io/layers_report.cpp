@@ -41,6 +41,7 @@ json LayersToJson(const Probe& probe) {
                       {"type", layer.type},
                       {"shape", layer.shape},
                       {"units", layer.units},
+                      {"channel_axis", layer.channel_axis},
                       {"receptive_field",
                        {{"size", {rf.size[0], rf.size[1]}},
                         {"stride", {rf.stride[0], rf.stride[1]}},

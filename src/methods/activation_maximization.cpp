@@ -58,7 +58,7 @@ std::vector<Element> BuildElements(const ActMaxOptions& options, const Probe& pr
     }
     return elements;
   }
-  const LayerInfo& layer = probe.Find(options.layer);
+  const LayerInfo& layer = probe.FindUnits(options.layer);
   if (units.empty()) {
     for (int64_t unit = 0; unit < layer.units; ++unit) units.push_back(unit);
   }

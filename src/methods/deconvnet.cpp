@@ -15,7 +15,7 @@ namespace {
 
 // A layer whose units can be projected: feature maps [N, C, H, W], or class logits [N, C].
 const LayerInfo& ProjectableLayer(const Probe& probe, const std::string& name) {
-  const LayerInfo& layer = probe.Find(name);
+  const LayerInfo& layer = probe.FindUnits(name);
   if (layer.shape.size() != 4 && layer.shape.size() != 2) {
     std::string shape;
     for (size_t i = 0; i < layer.shape.size(); ++i) shape += (i ? "x" : "") + std::to_string(layer.shape[i]);

@@ -338,7 +338,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   std::vector<std::string> names;
   std::vector<const LayerInfo*> infos;
   for (const auto& layer : options.layers) {
-    const LayerInfo& info = probe_.Find(layer);
+    const LayerInfo& info = probe_.FindUnits(layer);
     if (info.shape.size() != 4) {
       throw UsageError("layer '" + layer + "' has no spatial extent: dissection needs convolutional feature maps");
     }

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <set>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -51,6 +52,56 @@ BackwardRule ParseBackwardRule(const std::string& text) {
 }
 
 namespace {
+
+// The channel axis of every tensor value of the tap graph's top level, traced from the input (axis 1)
+// through permutes: ops that keep positions (elementwise ops, layer_norm and linear over the last axis,
+// activations, dropout, clone) keep the axis; a permute moves it; convolutions, pooling and batch norm
+// read NCHW (axis 1). Values not reached this way are absent (callers assume axis 1).
+std::unordered_map<const jit::Value*, int64_t> ChannelAxes(jit::Graph& graph, const jit::Module& module) {
+  static const std::set<std::string> kKeep = {
+      "aten::layer_norm", "aten::linear", "aten::gelu", "aten::relu", "aten::relu_", "aten::silu", "aten::silu_",
+      "aten::hardswish", "aten::hardswish_", "aten::sigmoid", "aten::tanh", "aten::mul", "aten::mul_",
+      "aten::add", "aten::add_", "aten::sub", "aten::div", "aten::dropout", "aten::dropout_", "aten::clone",
+      "aten::contiguous", "aten::leaky_relu", "aten::elu", "aten::mish", "aten::hardtanh", "aten::relu6",
+      "aten::hardsigmoid", "aten::feature_dropout", "aten::alpha_dropout"};
+  std::unordered_map<const jit::Value*, int64_t> axes;
+  if (graph.inputs().size() < 2) return axes;
+  axes[graph.inputs()[1]] = 1;
+  for (jit::Node* node : graph.nodes()) {
+    if (node->outputs().size() != 1 || node->inputs().empty()) continue;
+    const auto found = axes.find(node->input(0));
+    if (found == axes.end()) continue;
+    const int64_t axis = found->second;
+    const std::string kind = node->kind().toQualString();
+    if (kind == "aten::permute") {
+      std::vector<int64_t> order;
+      jit::Node* list = node->input(1)->node();
+      if (list->kind() == c10::prim::ListConstruct) {  // traced: a list of constants
+        for (jit::Value* item : list->inputs()) {
+          const auto value = jit::toIValue(item);
+          if (!value || !value->isInt()) break;
+          order.push_back(value->toInt());
+        }
+        if (order.size() != list->inputs().size()) continue;
+      } else {
+        auto dims = jit::toIValue(node->input(1));
+        if (!dims) dims = detail::ResolveAttribute(node->input(1), module);  // a scripted module's attribute
+        if (!dims || !dims->isIntList()) continue;
+        order = dims->toIntVector();
+      }
+      const auto rank = static_cast<int64_t>(order.size());
+      for (int64_t d = 0; d < rank; ++d) {
+        if ((order[d] + rank) % rank == axis) axes[node->output()] = d;
+      }
+    } else if (kKeep.count(kind)) {
+      axes[node->output()] = axis;
+    } else if (node->output()->type()->cast<c10::TensorType>()) {
+      axes[node->output()] = 1;  // convolutions, pooling, batch norm and the rest read and write NCHW
+    }
+  }
+  return axes;
+}
+
 
 size_t EditDistance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -348,14 +399,30 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
     throw ModelError("model '" + model_->path() + "' fails on a " + std::to_string(spec.height) + "x" +
                      std::to_string(spec.width) + " input: " + LastMeaningfulLine(message));
   }
+  const std::unordered_map<const jit::Value*, int64_t> axes = ChannelAxes(*impl_->tap_graph.graph, model_->module());
+  std::vector<size_t> site_outputs;
+  for (const auto& site : impl_->tap_graph.sites) site_outputs.push_back(site.output_index);
   size_t next = 0;
   for (auto& layer : impl_->layers) {
     if (!layer.tappable) continue;
     const at::Tensor& value = out.taps[next++];
     layer.shape = value.sizes().vec();
-    layer.units = value.dim() >= 2 ? value.size(1) : (value.dim() == 1 ? value.size(0) : 1);
+    const auto axis = axes.find(impl_->tap_graph.graph->outputs()[site_outputs[&layer - impl_->layers.data()]]);
+    if (axis != axes.end() && axis->second > 1 && axis->second < value.dim()) layer.channel_axis = axis->second;
+    layer.units = value.dim() >= 2 ? value.size(layer.channel_axis) : (value.dim() == 1 ? value.size(0) : 1);
   }
   for (const auto& warning : impl_->warnings) LogWarn(warning);
+}
+
+const LayerInfo& Probe::FindUnits(const std::string& name_or_alias) const {
+  const LayerInfo& layer = Find(name_or_alias);
+  if (layer.channel_axis != 1 && layer.shape.size() > 2) {
+    throw UsageError("layer '" + name_or_alias + "' holds its " + std::to_string(layer.units) + " channels on axis " +
+                     std::to_string(layer.channel_axis) +
+                     " (channels-last, after a permute inside its block), and cnnviz reads units on axis 1; tap the "
+                     "block's output or a layer before the permute instead (see `cnnviz layers`)");
+  }
+  return layer;
 }
 
 Probe::~Probe() = default;

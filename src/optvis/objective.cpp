@@ -230,7 +230,7 @@ Objective ParseObjective(const std::string& text) {
 void CheckObjective(const Objective& objective, const Probe& probe) {
   for (const ObjectiveTerm& term : objective.terms) {
     if (term.layer.empty()) continue;
-    const LayerInfo& layer = probe.Find(term.layer);
+    const LayerInfo& layer = probe.FindUnits(term.layer);
     if (term.unit < 0 || term.unit >= layer.units) {
       throw UsageError("unit " + std::to_string(term.unit) + " is out of range for layer '" + term.layer + "' (" +
                        std::to_string(layer.units) + " units: 0-" + std::to_string(layer.units - 1) + ")");

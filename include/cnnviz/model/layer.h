@@ -32,8 +32,12 @@ struct LayerInfo {
   std::string type;
   // Output shape for a batch of one at the probe's input size; empty when not tappable.
   std::vector<int64_t> shape;
-  // Units = channels (dim 1) of the output; 0 when not tappable.
+  // Units = channels of the output (along channel_axis); 0 when not tappable.
   int64_t units = 0;
+  // The output's channel axis as the Probe traces it from the input through permutes: 1 (NCHW) for
+  // almost every layer; 3 inside blocks that permute to channels-last (ConvNeXt's LayerNorm + Linear).
+  // Unit methods read channels on axis 1 and refuse other layers (Probe::FindUnits).
+  int64_t channel_axis = 1;
   ReceptiveField receptive_field;
   // False for calls inside data-dependent control flow; `note` says why.
   bool tappable = true;

@@ -106,6 +106,10 @@ class Probe {
   // A layer by module path or alias. Throws UsageError naming the closest layers when unknown, and
   // ModelError when the layer exists but cannot be tapped.
   const LayerInfo& Find(const std::string& name_or_alias) const;
+  // Find, for methods that read units (channels) on axis 1: throws UsageError, naming the axis, for a
+  // layer whose channels lie on another axis (channels-last blocks), rather than reading image rows as
+  // units.
+  const LayerInfo& FindUnits(const std::string& name_or_alias) const;
   // Things the user should know about this model (frozen, untappable calls, unrewritten activations).
   const std::vector<std::string>& warnings() const;
   // True when taps are op-level because the model has no module structure (frozen).
