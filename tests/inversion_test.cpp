@@ -103,6 +103,33 @@ TEST_F(TinyInversion, PaperObjectiveFallsAndTheErrorWithIt) {
   EXPECT_EQ(layer.iterations, 120);
 }
 
+// --lr auto's curvature: exact Hessian-vector products where double backward exists, finite differences
+// of gradients where it does not (hardsigmoid); the two agree where both exist.
+TEST_F(TinyInversion, PaperCurvatureFallsBackToFiniteDifferencesThatAgree) {
+  InversionOptions options = Paper();
+  options.layers = {"conv3"};
+  options.steps = 1;
+  const at::Tensor image = SmoothImage(96, 1);
+  const LayerInversion exact = NetworkInversion(probe_).Run(image, options).layers[0];
+  options.finite_difference_curvature = true;
+  const LayerInversion estimated = NetworkInversion(probe_).Run(image, options).layers[0];
+  EXPECT_EQ(exact.curvature_method, "double backward");
+  EXPECT_EQ(estimated.curvature_method, "finite differences");
+  ASSERT_GT(exact.curvature, 0.0);
+  EXPECT_NEAR(estimated.curvature, exact.curvature, 0.02 * exact.curvature);
+
+  Probe hardsigmoid(test::LoadFixtureModel("activations_net.pt", 12));  // body.9 is a Hardsigmoid
+  InversionOptions fallback = Paper();
+  fallback.layers = {"body.10"};
+  fallback.steps = 60;
+  const LayerInversion layer = NetworkInversion(hardsigmoid).Run(SmoothImage(12, 2), fallback).layers[0];
+  EXPECT_EQ(layer.curvature_method, "finite differences");
+  EXPECT_GT(layer.curvature, 0.0);
+  EXPECT_TRUE(std::isfinite(layer.learning_rate));
+  ASSERT_GE(layer.objective_curve.size(), 2u);
+  EXPECT_LT(layer.objective_curve.back(), layer.objective_curve.front());
+}
+
 TEST_F(TinyInversion, PaperBatchingAndSeedsChangeNothing) {
   InversionOptions options = Paper();
   options.steps = 40;

@@ -94,5 +94,51 @@ TEST(ReceptiveFieldTest, KnownValuesOfAlexNetAndResNet18) {
   }
 }
 
+// DenseNet's appended lists, ShuffleNet's channel shuffle and ConvNeXt's LayerNorm2d are walked (known
+// fields); after nearest upsampling, which the walk does not model, fields are measured, and say so.
+// Scripted (the dense layers' forwards are overloads) and traced alike.
+TEST(ReceptiveFieldTest, WalksListsShufflesAndPerPositionNormsAndMeasuresTheRest) {
+  constexpr int64_t kSize = 24;
+  const std::vector<std::pair<std::string, int64_t>> expected = {
+      {"stem", 3}, {"dense1", 5}, {"dense2", 7}, {"shuffle", 7}, {"norm", 7}, {"mix", 9}, {"pool", 9}, {"head", 11}};
+  for (const char* file : {"walk_net_script.pt", "walk_net_trace.pt"}) {
+    Probe probe(test::LoadFixtureModel(file, kSize));
+    for (const auto& [layer, size] : expected) {
+      const LayerInfo& info = probe.Find(layer);
+      const ReceptiveField& field = info.receptive_field;
+      ASSERT_FALSE(field.global) << file << " " << layer;
+      EXPECT_EQ(field.size[0], size) << file << " " << layer;
+      EXPECT_EQ(field.size[1], size) << file << " " << layer;
+      EXPECT_EQ(field.stride[0], 1) << file << " " << layer;
+      EXPECT_DOUBLE_EQ(field.offset[0], 0.0) << file << " " << layer;
+      const bool after_upsampling = layer == "pool" || layer == "head";
+      EXPECT_EQ(field.measured, after_upsampling) << file << " " << layer;
+      EXPECT_EQ(field.unmodelled_op, after_upsampling ? "aten::upsample_nearest2d" : "") << file << " " << layer;
+      // The centre unit's gradient never leaves the field.
+      const int64_t i = info.shape[2] / 2, j = info.shape[3] / 2;
+      const auto support = SupportBox(UnitGradient(probe, layer, i, j, kSize));
+      const auto box = ClippedBox(field, i, j, kSize, kSize);
+      ASSERT_EQ(support.size(), 4u) << file << " " << layer;
+      EXPECT_TRUE(support[0] >= box[0] && support[1] >= box[1] && support[2] <= box[2] && support[3] <= box[3])
+          << file << " " << layer;
+    }
+  }
+}
+
+// ConvNeXt-style blocks: the permute to channels-last and back, layer_norm and linear over channels keep
+// positions; the field grows only at the depthwise convolution.
+TEST(ReceptiveFieldTest, ChannelsLastBlocksKeepPositions) {
+  for (const char* file : {"channels_last_script.pt", "channels_last_trace.pt"}) {
+    Probe probe(test::LoadFixtureModel(file, 16));
+    EXPECT_EQ(probe.Find("stem").receptive_field.size[0], 3) << file;
+    for (const char* layer : {"block.0", "block.2", "block.3", "block.6", "block"}) {
+      EXPECT_FALSE(probe.Find(layer).receptive_field.global) << file << " " << layer;
+      EXPECT_EQ(probe.Find(layer).receptive_field.size[0], 5) << file << " " << layer;
+      EXPECT_FALSE(probe.Find(layer).receptive_field.measured) << file << " " << layer;
+    }
+    EXPECT_EQ(probe.Find("head").receptive_field.size[1], 5) << file;
+  }
+}
+
 }  // namespace
 }  // namespace cnnviz

@@ -178,6 +178,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
       record["lambda_tv"] = inversion.lambda_tv;
       record["learning_rate"] = inversion.learning_rate;
       if (inversion.curvature > 0) record["curvature"] = inversion.curvature;
+      if (!inversion.curvature_method.empty()) record["curvature_method"] = inversion.curvature_method;
       record["iterations"] = inversion.iterations;
       record["curve"] = CurveJson(inversion);
     }
@@ -187,7 +188,14 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
     }
     records.push_back(record);
   };
-  for (const LayerInversion& inversion : result.layers) write(inversion, "optimization");
+  for (const LayerInversion& inversion : result.layers) {
+    if (inversion.curvature_method == "finite differences") {
+      LogWarn("--lr auto at " + inversion.layer +
+              ": the network has an op without a double backward (e.g. hardsigmoid), so the curvature L was "
+              "estimated from Gauss-Newton products (Jacobian-vector products by finite differences)");
+    }
+    write(inversion, "optimization");
+  }
   if (decoder) write(decoded, "decoder");
   // Small inputs are shown at 160 px so that the captions fit.
   at::Tensor strip = at::stack(tiles);

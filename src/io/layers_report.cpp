@@ -20,12 +20,13 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 std::string FieldText(const LayerInfo& layer) {
   if (!layer.tappable) return "-";
   const ReceptiveField& rf = layer.receptive_field;
-  if (rf.global) return "global";
+  if (rf.global) return rf.measured ? "global *" : "global";
   std::ostringstream out;
   out << rf.size[0] << "x" << rf.size[1] << " /" << rf.stride[0];
   if (rf.stride[1] != rf.stride[0]) out << "x" << rf.stride[1];
   out << " @" << rf.offset[0];
   if (rf.offset[1] != rf.offset[0]) out << "," << rf.offset[1];
+  if (rf.measured) out << " *";
   return out.str();
 }
 
@@ -46,7 +47,9 @@ json LayersToJson(const Probe& probe) {
                        {{"size", {rf.size[0], rf.size[1]}},
                         {"stride", {rf.stride[0], rf.stride[1]}},
                         {"offset", {rf.offset[0], rf.offset[1]}},
-                        {"global", rf.global}}},
+                        {"global", rf.global},
+                        {"method", rf.measured ? "measured" : "analytic"},
+                        {"unmodelled_op", rf.unmodelled_op}}},
                       {"tappable", layer.tappable},
                       {"note", layer.note}});
   }
@@ -83,6 +86,12 @@ std::string LayersToTable(const Probe& probe) {
     out << '\n';
   }
   out << "receptive field: size /stride @centre of unit (0,0), in input pixels\n";
+  bool measured = false;
+  for (const LayerInfo& layer : probe.layers()) measured = measured || layer.receptive_field.measured;
+  if (measured) {
+    out << "* measured: support of the centre unit's input gradient at this input size (an op on the way is "
+           "not modelled)\n";
+  }
   return out.str();
 }
 

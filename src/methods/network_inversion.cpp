@@ -18,6 +18,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int64_t kPowerIterations = 12;
+// Step of the finite-difference Jacobian-vector products, relative to the start's norm σ: small against
+// the image, large against float32 rounding of the features (relative noise ~1e-7/1e-3).
+constexpr double kFiniteDifferenceStep = 1e-3;
 
 bool IsParameterLayer(const LayerInfo& layer) {
   return layer.type.rfind("Conv", 0) == 0 || layer.type == "Linear";
@@ -388,26 +391,75 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
     at::Tensor velocity = at::zeros_like(u);
 
     // E per element, its data term, for the current u.
-    auto evaluate = [&](const at::Tensor& x, at::Tensor* data_term) {
+    // Φ(x) per element: the features of its own layer.
+    auto features_of = [&](const at::Tensor& x) {
       const ProbeOutput out = probe_.Run(view, model.GradientLayout(model.Preprocess(to_image(x))));
+      std::vector<at::Tensor> features;
+      for (int64_t i = 0; i < n; ++i) features.push_back(out.taps[tap_of[i]][i]);
+      return features;
+    };
+    // The priors' part of σ²·E per element.
+    auto regularizers_of = [&](const at::Tensor& x) {
+      return (options.lambda_alpha / 2.0) * AlphaNorm(x, options.alpha) +
+             lambda_tv / 2.0 * TotalVariation(x, options.beta);
+    };
+    auto evaluate = [&](const at::Tensor& x, at::Tensor* data_term) {
+      const std::vector<at::Tensor> features = features_of(x);
       std::vector<at::Tensor> distances;
-      for (int64_t i = 0; i < n; ++i) distances.push_back((out.taps[tap_of[i]][i] - targets[i]).pow(2).sum());
+      for (int64_t i = 0; i < n; ++i) distances.push_back((features[i] - targets[i]).pow(2).sum());
       *data_term = at::stack(distances) / target_norm2;
-      const at::Tensor regularizers =
-          (options.lambda_alpha / 2.0) * AlphaNorm(x, options.alpha) + lambda_tv / 2.0 * TotalVariation(x, options.beta);
-      return *data_term + regularizers / sigma2;
+      return *data_term + regularizers_of(x) / sigma2;
     };
 
     // The learning rate: given, or 2/L with L the largest eigenvalue of the Hessian of σ²·E at the start,
     // per element, by power iteration on Hessian-vector products (momentum 0.9 is stable below 3.8/L).
     at::Tensor rates = at::full({n, 1, 1, 1}, options.learning_rate, float_options);
     std::vector<double> curvatures(n, 0.0);
+    std::string curvature_method;
     if (options.auto_learning_rate) {
       at::Tensor x = u.detach().requires_grad_(true);
-      at::Tensor data_term;
-      const at::Tensor energy = evaluate(x, &data_term);
-      const at::Tensor gradient = torch::autograd::grad({energy.sum() * sigma2}, {x}, {}, /*retain_graph=*/true,
-                                                        /*create_graph=*/true)[0];
+      at::Tensor gradient;  // ∇(σ²E) at x, differentiable again
+      curvature_method = options.finite_difference_curvature ? "finite differences" : "double backward";
+      // H v for unit vectors v (per element): exactly by double backward, or, where an op of the network
+      // has none (hardsigmoid), as the data term's Gauss-Newton product 2σ²·Jᵀ(J v)/||Φ0||² plus the
+      // priors' exact product. J v comes from central differences of the features, Φ(x ± h v), which
+      // are continuous (gradients jump at every ReLU kink, so differencing them would not do); Jᵀ(·) is
+      // one backward pass. For piecewise-linear networks Gauss-Newton is the Hessian itself.
+      auto hessian_times = [&](const at::Tensor& v) {
+        if (curvature_method == "double backward") {
+          try {
+            if (!gradient.defined()) {
+              at::Tensor unused;
+              gradient = torch::autograd::grad({evaluate(x, &unused).sum() * sigma2}, {x}, {}, /*retain_graph=*/true,
+                                               /*create_graph=*/true)[0];
+            }
+            return torch::autograd::grad({(gradient * v).sum()}, {x}, {}, /*retain_graph=*/true)[0];
+          } catch (const std::exception& e) {  // c10::Error, or a JIT executor's wrapper of it
+            if (std::string(e.what()).find("not implemented") == std::string::npos) throw;
+            curvature_method = "finite differences";
+            gradient = at::Tensor();
+          }
+        }
+        const double h = kFiniteDifferenceStep * sigma;
+        std::vector<at::Tensor> plus, minus;
+        {
+          at::NoGradGuard no_grad;
+          plus = features_of(x.detach() + h * v);
+          minus = features_of(x.detach() - h * v);
+        }
+        const at::Tensor leaf = x.detach().requires_grad_(true);
+        const std::vector<at::Tensor> features = features_of(leaf);
+        at::Tensor inner = at::zeros({}, leaf.options());
+        for (int64_t i = 0; i < n; ++i) {
+          const at::Tensor jv = (plus[i] - minus[i]) / (2.0 * h);
+          inner = inner + (features[i] * jv).sum() * (2.0 * sigma2 / target_norm2[i]);
+        }
+        const at::Tensor data = torch::autograd::grad({inner}, {leaf})[0];
+        const at::Tensor prior_leaf = x.detach().requires_grad_(true);
+        const at::Tensor prior_gradient = torch::autograd::grad({regularizers_of(prior_leaf).sum()}, {prior_leaf}, {},
+                                                                /*retain_graph=*/true, /*create_graph=*/true)[0];
+        return data + torch::autograd::grad({(prior_gradient * v).sum()}, {prior_leaf})[0];
+      };
       std::vector<at::Tensor> probes;  // per element, like the starts, so batching changes nothing
       for (int64_t i = 0; i < n; ++i) {
         at::Generator generator =
@@ -418,7 +470,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
       at::Tensor eigen;
       for (int64_t k = 0; k < kPowerIterations; ++k) {
         v = v / v.flatten(1).norm(2, 1).clamp_min(1e-30).view({n, 1, 1, 1});
-        const at::Tensor hv = torch::autograd::grad({(gradient * v).sum()}, {x}, {}, /*retain_graph=*/true)[0];
+        const at::Tensor hv = hessian_times(v);
         eigen = hv.flatten(1).norm(2, 1);
         v = hv.detach();
       }
@@ -500,6 +552,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
       record.lambda_tv = elements[begin + i].lambda_tv;
       record.learning_rate = host_rates[i].item<double>();
       record.curvature = curvatures[i];
+      record.curvature_method = curvature_method;
       record.raw = raw[i];
       record.image = raw[i].clamp(0, 1);
       record.feature_error = final_errors[i].item<double>();

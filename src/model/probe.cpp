@@ -11,7 +11,10 @@
 #include <torch/csrc/jit/passes/remove_exceptions.h>
 #include <torch/script.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <set>
@@ -53,56 +56,6 @@ BackwardRule ParseBackwardRule(const std::string& text) {
 
 namespace {
 
-// The channel axis of every tensor value of the tap graph's top level, traced from the input (axis 1)
-// through permutes: ops that keep positions (elementwise ops, layer_norm and linear over the last axis,
-// activations, dropout, clone) keep the axis; a permute moves it; convolutions, pooling and batch norm
-// read NCHW (axis 1). Values not reached this way are absent (callers assume axis 1).
-std::unordered_map<const jit::Value*, int64_t> ChannelAxes(jit::Graph& graph, const jit::Module& module) {
-  static const std::set<std::string> kKeep = {
-      "aten::layer_norm", "aten::linear", "aten::gelu", "aten::relu", "aten::relu_", "aten::silu", "aten::silu_",
-      "aten::hardswish", "aten::hardswish_", "aten::sigmoid", "aten::tanh", "aten::mul", "aten::mul_",
-      "aten::add", "aten::add_", "aten::sub", "aten::div", "aten::dropout", "aten::dropout_", "aten::clone",
-      "aten::contiguous", "aten::leaky_relu", "aten::elu", "aten::mish", "aten::hardtanh", "aten::relu6",
-      "aten::hardsigmoid", "aten::feature_dropout", "aten::alpha_dropout"};
-  std::unordered_map<const jit::Value*, int64_t> axes;
-  if (graph.inputs().size() < 2) return axes;
-  axes[graph.inputs()[1]] = 1;
-  for (jit::Node* node : graph.nodes()) {
-    if (node->outputs().size() != 1 || node->inputs().empty()) continue;
-    const auto found = axes.find(node->input(0));
-    if (found == axes.end()) continue;
-    const int64_t axis = found->second;
-    const std::string kind = node->kind().toQualString();
-    if (kind == "aten::permute") {
-      std::vector<int64_t> order;
-      jit::Node* list = node->input(1)->node();
-      if (list->kind() == c10::prim::ListConstruct) {  // traced: a list of constants
-        for (jit::Value* item : list->inputs()) {
-          const auto value = jit::toIValue(item);
-          if (!value || !value->isInt()) break;
-          order.push_back(value->toInt());
-        }
-        if (order.size() != list->inputs().size()) continue;
-      } else {
-        auto dims = jit::toIValue(node->input(1));
-        if (!dims) dims = detail::ResolveAttribute(node->input(1), module);  // a scripted module's attribute
-        if (!dims || !dims->isIntList()) continue;
-        order = dims->toIntVector();
-      }
-      const auto rank = static_cast<int64_t>(order.size());
-      for (int64_t d = 0; d < rank; ++d) {
-        if ((order[d] + rank) % rank == axis) axes[node->output()] = d;
-      }
-    } else if (kKeep.count(kind)) {
-      axes[node->output()] = axis;
-    } else if (node->output()->type()->cast<c10::TensorType>()) {
-      axes[node->output()] = 1;  // convolutions, pooling, batch norm and the rest read and write NCHW
-    }
-  }
-  return axes;
-}
-
-
 size_t EditDistance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -133,6 +86,77 @@ bool IsTooSmallMessage(const std::string& message) {
     if (message.find(marker) != std::string::npos) return true;
   }
   return false;
+}
+
+// Bounding box [y0, x0, y1, x1) of the input gradient of unit (i, j) of `layer` (channels summed) over a
+// batch of random inputs; nullopt when the gradient is zero everywhere.
+std::optional<std::array<int64_t, 4>> GradientSupport(const Probe& probe, const LayerInfo& layer,
+                                                      const at::Tensor& inputs, int64_t i, int64_t j) {
+  at::AutoGradMode grad(true);
+  at::Tensor x = inputs.clone().requires_grad_(true);
+  ViewSpec view;
+  view.taps = {layer.name};
+  const at::Tensor tap = probe.Run(view, x).taps[0];
+  const int64_t rows = layer.channel_axis == 1 ? 2 : 1;  // channels-last maps hold rows on axis 1
+  tap.select(rows + 1, j).select(rows, i).sum().backward();
+  const at::Tensor mask = x.grad().abs().sum(at::IntArrayRef{0, 1}).cpu() > 0;
+  const at::Tensor hit_rows = mask.any(1).nonzero().flatten();
+  const at::Tensor hit_cols = mask.any(0).nonzero().flatten();
+  if (hit_rows.numel() == 0) return std::nullopt;
+  return std::array<int64_t, 4>{hit_rows.min().item<int64_t>(), hit_cols.min().item<int64_t>(),
+                                hit_rows.max().item<int64_t>() + 1, hit_cols.max().item<int64_t>() + 1};
+}
+
+// Replaces the guessed (global) field of every spatial layer behind an op the walk does not model by a
+// measurement: the gradient support of the centre unit, and of its diagonal neighbour for the stride.
+// Returns warnings for layers that could not be measured.
+std::vector<std::string> MeasureUnmodelledFields(const Probe& probe, std::vector<LayerInfo>& layers,
+                                                 const InputSpec& spec, const at::Device& device) {
+  constexpr uint64_t kSeed = 20190;
+  constexpr int64_t kInputs = 4;  // random inputs united: ReLUs and max pooling hide a part of each
+  std::vector<std::string> warnings;
+  at::Tensor inputs;
+  for (LayerInfo& layer : layers) {
+    ReceptiveField& field = layer.receptive_field;
+    if (!layer.tappable || !field.global || field.unmodelled_op.empty() || layer.shape.size() != 4) continue;
+    const int64_t rows_axis = layer.channel_axis == 1 ? 2 : 1;
+    const int64_t rows = layer.shape[rows_axis], cols = layer.shape[rows_axis + 1];
+    if (rows * cols <= 1) continue;
+    if (!inputs.defined()) {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(kSeed);
+      inputs = at::randn({kInputs, spec.channels, spec.height, spec.width}, generator).to(device);
+    }
+    try {
+      const int64_t i = rows / 2, j = cols / 2;
+      const auto box = GradientSupport(probe, layer, inputs, i, j);
+      if (!box) throw std::runtime_error("the input gradient of its centre unit is zero");
+      std::optional<std::array<int64_t, 4>> next;
+      if (i + 1 < rows && j + 1 < cols) next = GradientSupport(probe, layer, inputs, i + 1, j + 1);
+      const int64_t image[2] = {spec.height, spec.width}, extent[2] = {rows, cols}, index[2] = {i, j};
+      bool whole = true;
+      for (int d = 0; d < 2; ++d) {
+        const int64_t low = (*box)[d], high = (*box)[d + 2];
+        int64_t stride = std::max<int64_t>(1, (image[d] + extent[d] / 2) / extent[d]);
+        if (next && low > 0 && (*next)[d] > 0) {
+          stride = std::max<int64_t>(1, (*next)[d] - low);
+        } else if (next && high < image[d] && (*next)[d + 2] < image[d]) {
+          stride = std::max<int64_t>(1, (*next)[d + 2] - high);
+        }
+        field.size[d] = high - low;
+        field.stride[d] = stride;
+        field.offset[d] = static_cast<double>(low + high - 1) / 2.0 - static_cast<double>(index[d] * stride);
+        whole = whole && low == 0 && high == image[d];
+      }
+      field.global = whole;
+      field.measured = true;
+    } catch (const std::exception& e) {
+      const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+      warnings.push_back("the receptive field of '" + layer.name + "' (behind " + field.unmodelled_op +
+                         ", which cnnviz does not model) could not be measured: " +
+                         (torch_error ? torch_error->what_without_backtrace() : e.what()) + "; reported as global");
+    }
+  }
+  return warnings;
 }
 
 }  // namespace
@@ -355,6 +379,7 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
       auto field = fields.find(impl_->tap_graph.graph->outputs()[site.output_index]);
       if (field != fields.end()) {
         layer.receptive_field = field->second.field;
+        if (field->second.field.global) layer.receptive_field.unmodelled_op = field->second.unmodelled;
       } else {
         layer.receptive_field = detail::SpatialField().field;
         layer.receptive_field.global = true;
@@ -399,7 +424,6 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
     throw ModelError("model '" + model_->path() + "' fails on a " + std::to_string(spec.height) + "x" +
                      std::to_string(spec.width) + " input: " + LastMeaningfulLine(message));
   }
-  const std::unordered_map<const jit::Value*, int64_t> axes = ChannelAxes(*impl_->tap_graph.graph, model_->module());
   std::vector<size_t> site_outputs;
   for (const auto& site : impl_->tap_graph.sites) site_outputs.push_back(site.output_index);
   size_t next = 0;
@@ -407,9 +431,17 @@ Probe::Probe(std::shared_ptr<const Model> model) : model_(std::move(model)), imp
     if (!layer.tappable) continue;
     const at::Tensor& value = out.taps[next++];
     layer.shape = value.sizes().vec();
-    const auto axis = axes.find(impl_->tap_graph.graph->outputs()[site_outputs[&layer - impl_->layers.data()]]);
-    if (axis != axes.end() && axis->second > 1 && axis->second < value.dim()) layer.channel_axis = axis->second;
+    const auto field = fields.find(impl_->tap_graph.graph->outputs()[site_outputs[&layer - impl_->layers.data()]]);
+    if (field != fields.end()) {
+      const int64_t axis = field->second.channel_axis();
+      if (axis > 1 && axis < value.dim() && static_cast<size_t>(value.dim()) == field->second.layout.size()) {
+        layer.channel_axis = axis;
+      }
+    }
     layer.units = value.dim() >= 2 ? value.size(layer.channel_axis) : (value.dim() == 1 ? value.size(0) : 1);
+  }
+  for (auto& warning : MeasureUnmodelledFields(*this, impl_->layers, spec, model_->device())) {
+    impl_->warnings.push_back(std::move(warning));
   }
   for (const auto& warning : impl_->warnings) LogWarn(warning);
 }

@@ -52,8 +52,10 @@ std::string ShortTypeName(const c10::IValue& value) {
   return qualified ? qualified->name() : "Module";
 }
 
+// "forward", "forward1" (an extra forward method), or "forward__0": TorchScript's name for one overload of
+// an @torch.jit._overload_method forward (densenet's _DenseLayer takes a Tensor or a list of them).
 bool IsForwardName(const std::string& name) {
-  static const std::regex kForward(R"(forward\d*)");
+  static const std::regex kForward(R"(forward(\d*|__\d+))");
   return std::regex_match(name, kForward);
 }
 

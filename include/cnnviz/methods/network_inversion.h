@@ -57,6 +57,10 @@ struct InversionOptions {
   // start (power iteration): the paper's 0.004 was tuned for AlexNet and diverges or crawls elsewhere.
   double learning_rate = 0.004;
   bool auto_learning_rate = true;
+  // Estimate L from finite differences of gradients even where double backward works. That estimate is
+  // what networks without a double backward (hardsigmoid) get anyway; this switch lets one compare the
+  // two. Default false.
+  bool finite_difference_curvature = false;
   double momentum = 0.9;
   // α-norm exponent and weight. Defaults 6 and 8e-10.
   double alpha = 6.0;
@@ -85,6 +89,11 @@ struct LayerInversion {
   double lambda_tv = 0;      // the weight used
   double learning_rate = 0;  // the initial learning rate used
   double curvature = 0;      // L estimated at the start (0 when the rate was given)
+  // How L was estimated: "double backward" (exact Hessian-vector products), "finite differences" (when
+  // an op of the network has no double backward, e.g. hardsigmoid: the data term's Gauss-Newton product
+  // with Jacobian-vector products by finite differences of the features, plus the priors' exact
+  // product), "" when the rate was given.
+  std::string curvature_method;
   at::Tensor image;          // [3,H,W] in [0,1] (clamped for display), CPU
   at::Tensor raw;            // [3,H,W] unclamped, in the same units as `image`, CPU
   double feature_error = 0;  // ||Φ(x*) − Φ0|| / ||Φ0||

@@ -17,6 +17,13 @@ struct ReceptiveField {
   int64_t stride[2] = {1, 1};
   double offset[2] = {0.0, 0.0};
   bool global = false;
+  // How the field was found. Analytic (false): walked through the graph's ops. Measured (true): the
+  // walk met an op whose spatial behaviour it does not model (`unmodelled_op`), so the Probe took the
+  // support of the input gradient of the centre unit (channels summed, a few random inputs); exact for
+  // the probe's input size, and stride from the neighbouring unit. `unmodelled_op` is also set when the
+  // measurement could not be made (the field then stays global).
+  bool measured = false;
+  std::string unmodelled_op;
 
   // Input-pixel box [y0, x0, y1, x1) of unit (i, j), unclipped (it may extend past the image border).
   void Box(int64_t i, int64_t j, int64_t box[4]) const;
