@@ -1,6 +1,7 @@
 // Taps, final outputs and truncation against eager-PyTorch references, on torchvision architectures and
 // the bundled model, scripted and traced.
 #include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <set>
 
@@ -292,6 +293,41 @@ TEST(ProbeChannelAxisTest, ChannelsLastLayersCountChannelsAndAreRefusedForUnits)
     } catch (const UsageError& e) {
       EXPECT_NE(std::string(e.what()).find("axis 3"), std::string::npos) << e.what();
     }
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// Gradients with respect to taps (ViewSpec::tap_gradients), checked by a Grad-CAM sketch (Selvaraju et
+// al. 2017: relu(sum_c mean_hw(d logit / d A)_c * A_c)) against eager PyTorch with hooks. layer3.1's
+// output is read again by layer4's downsample and first conv: both paths must reach the tap.
+TEST(ProbeTapGradientTest, GradCamEqualsPythonAndPlainTapsStayOffThePath) {
+  Probe probe(test::LoadFixtureModel("resnet18_script.pt", 64));
+  const test::Reference reference = test::LoadReference(test::Fixture("resnet18_gradcam_ref.pt"));
+  const at::Tensor input = reference.at("input").toTensor();
+  const int64_t target = reference.at("class").toTensor().item<int64_t>();
+  for (const std::string layer : {"layer4", "layer3.1"}) {
+    ViewSpec spec;
+    spec.taps = {layer};
+    spec.output = true;
+    spec.tap_gradients = true;
+    const ProbeOutput out = probe.Run(spec, input.clone().requires_grad_(true));
+    const at::Tensor grad = torch::autograd::grad({out.output[0][target]}, {out.taps[0]})[0];
+    EXPECT_LT(test::RelativeError(grad, reference.at("grad:" + layer).toTensor()), 1e-4) << layer;
+    const at::Tensor cam = at::relu((grad.mean({2, 3}, /*keepdim=*/true) * out.taps[0]).sum(1));
+    EXPECT_LT(test::RelativeError(cam.detach(), reference.at("cam:" + layer).toTensor()), 1e-4) << layer;
+
+    // A plain view's tap is a side copy: the output does not depend on it.
+    spec.tap_gradients = false;
+    const ProbeOutput plain = probe.Run(spec, input.clone().requires_grad_(true));
+    const auto unused = torch::autograd::grad({plain.output[0][target]}, {plain.taps[0]}, {}, c10::nullopt,
+                                              /*create_graph=*/false, /*allow_unused=*/true);
+    EXPECT_FALSE(unused[0].defined()) << layer;
+    EXPECT_TRUE(plain.taps[0].equal(out.taps[0].detach())) << layer;
   }
 }
 

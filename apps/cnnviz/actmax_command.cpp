@@ -6,7 +6,6 @@
 #include <ATen/Parallel.h>
 
 #include <chrono>
-#include <filesystem>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
@@ -19,7 +18,6 @@
 #include "cnnviz/units.h"
 
 namespace cnnviz::app {
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
@@ -114,7 +112,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   }
   const std::unique_ptr<Probe> probe_owner = MakeProbe(model);
   Probe& probe = *probe_owner;
-  ClaimOutputFolder(options.out);
+  const OutputFolder out(options.out);
 
   const std::string what = options.method.expression.empty()
                                ? (options.method.objective == "class" ? "classes" : "units")
@@ -127,11 +125,6 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
     reporter.Update(done, total, fraction, batches > 1 ? "batch " + std::to_string(batch + 1) + "/" + std::to_string(batches) : "");
   });
 
-  const fs::path out(options.out);
-  std::error_code ec;
-  fs::create_directories(out / "units", ec);
-  if (options.save_arrays) fs::create_directories(out / "arrays", ec);
-  if (ec) throw InputError("cannot create folders in '" + options.out + "': " + ec.message());
 
   std::vector<TopNatural> natural;
   if (!options.reference_dataset.empty()) natural = ReferenceTop(probe, result.units, options.reference_dataset);
@@ -145,7 +138,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
     const bool not_raised = !(unit.final_value > unit.initial_value) || !(unit.final_value > 0);
     if (not_raised) flat.push_back(unit.label);
     const std::string stem = ImageStem(probe, unit);
-    WritePng((out / "units" / (stem + ".png")).string(), result.images[i]);
+    WritePng(out.File("units/" + stem + ".png"), result.images[i]);
     json record = {{"label", unit.label},
                    {"layer", unit.layer},
                    {"unit", unit.unit},
@@ -158,7 +151,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                    {"image", "units/" + stem + ".png"}};
     if (options.method.diversity > 1) record["diversity_term"] = unit.diversity_term;
     if (options.save_arrays) {
-      WriteNpy((out / "arrays" / (stem + ".npy")).string(), result.images[i]);
+      WriteNpy(out.File("arrays/" + stem + ".npy"), result.images[i]);
       record["array"] = "arrays/" + stem + ".npy";
     }
     if (!natural.empty()) {
@@ -168,7 +161,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
     units.push_back(record);
     captions.push_back(TileCaption(probe, unit, not_raised, natural.empty() ? nullptr : &natural[i]));
   }
-  WritePng((out / "grid.png").string(), MakeGrid(result.images, captions));
+  WritePng(out.File("grid.png"), MakeGrid(result.images, captions));
   if (!flat.empty()) {
     std::string names;
     for (size_t i = 0; i < flat.size() && i < 12; ++i) names += (i ? ", " : "") + flat[i];
@@ -219,7 +212,7 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                        {"workers", result.workers},
                        {"intra_op_threads", at::get_num_threads()}};
   report["units"] = units;
-  WriteJson((out / "report.json").string(), report);
+  out.Finish(report);
   Log()->info("wrote {} image(s) to {} in {:.1f} s", result.units.size(), options.out, total);
 }
 

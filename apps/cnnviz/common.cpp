@@ -26,6 +26,7 @@
 #include "cnnviz/io/atomic_file.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
+#include "cnnviz/io/report.h"
 
 namespace cnnviz::app {
 namespace fs = std::filesystem;
@@ -156,7 +157,7 @@ void LockForThisProcess(const fs::path& lock_path, const std::string& what) {
 
 }  // namespace
 
-void ClaimOutputFolder(const std::string& folder) {
+OutputFolder::OutputFolder(const std::string& folder) : path_(folder) {
   std::error_code ec;
   if (fs::exists(folder, ec) && !fs::is_directory(folder, ec)) {
     throw InputError("output folder '" + folder + "' is a file");
@@ -168,6 +169,22 @@ void ClaimOutputFolder(const std::string& folder) {
   if (stale) Log()->info("removed {} temporary file(s) an interrupted run left in {}", stale, folder);
   fs::remove(fs::path(folder) / "report.json", ec);
 }
+
+std::string OutputFolder::Folder(const std::string& relative) const {
+  const fs::path folder = fs::path(path_) / relative;
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) throw InputError("cannot create folder '" + folder.string() + "': " + ec.message());
+  return folder.string();
+}
+
+std::string OutputFolder::File(const std::string& relative) const {
+  const fs::path parent = fs::path(relative).parent_path();
+  if (!parent.empty()) Folder(parent.string());
+  return (fs::path(path_) / relative).string();
+}
+
+void OutputFolder::Finish(const nlohmann::json& report) const { WriteJson(File("report.json"), report); }
 
 void ClaimOutputFile(const std::string& file) {
   const fs::path target(file);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -43,11 +44,25 @@ void AddModelOptions(CLI::App& command, ModelOptions& options);
 // UsageError naming `flag` when the model has none.
 std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string& flag);
 
-// Claims `folder` for this run; every command that writes a folder calls it before its work. Creates
-// it; takes an exclusive lock on `folder/.cnnviz.lock` held until the process ends (InputError when
-// another run holds it); removes temporaries that dead runs left there, and the previous run's
-// report.json: each command writes its report last, so a folder without report.json is unfinished.
-void ClaimOutputFolder(const std::string& folder);
+// The folder a command writes, the one way commands write files. Constructing it claims the folder for
+// this run: creates it; takes an exclusive lock on `folder/.cnnviz.lock` held until the process ends
+// (InputError when another run holds it); removes temporaries that dead runs left there, and the
+// previous run's report.json. Files are written atomically by the io/ writers at paths from File(), which
+// creates their folders. Finish writes report.json, last: a folder without one is unfinished.
+class OutputFolder {
+ public:
+  explicit OutputFolder(const std::string& folder);
+  // The full path of `relative` ("units/conv3_0007.png"), its parent folders created.
+  std::string File(const std::string& relative) const;
+  // The full path of the folder `relative`, created.
+  std::string Folder(const std::string& relative) const;
+  // Writes report.json: the run is finished.
+  void Finish(const nlohmann::json& report) const;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 // The same for one output file (a decoder): the lock is `.<name>.lock` beside it.
 void ClaimOutputFile(const std::string& file);
 

@@ -46,7 +46,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   std::shared_ptr<Model> model = LoadModel(options.model, global);
   const std::unique_ptr<Probe> probe_owner = MakeProbe(model);
   Probe& probe = *probe_owner;
-  ClaimOutputFolder(options.out);
+  const OutputFolder out(options.out);
   DeconvNet method(probe);
   const InputSpec& spec = model->input_spec();
   // Which activations the rule covers in front of the layers; a rule that covers none would silently
@@ -97,11 +97,6 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   }
   const auto projected = std::chrono::steady_clock::now();
 
-  const fs::path out(options.out);
-  std::error_code ec;
-  fs::create_directories(out / "units", ec);
-  if (options.save_arrays) fs::create_directories(out / "arrays", ec);
-  if (ec) throw InputError("cannot create folders in '" + options.out + "': " + ec.message());
 
   json records = json::array();
   std::vector<at::Tensor> mosaic;
@@ -137,7 +132,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
                    {"box", {box[0], box[1], box[2], box[3]}}};
       if (options.save_arrays) {
         const std::string array = "arrays/" + stem + "_" + std::to_string(r) + ".npy";
-        WriteNpy((out / array).string(), projections[u][r]);
+        WriteNpy(out.File(array), projections[u][r]);
         item["array"] = array;
       }
       top.push_back(item);
@@ -149,7 +144,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
     const std::string path_note = shown_layer == probe.Find(unit.layer).name ? "" : " (" + probe.Find(unit.layer).name + ")";
     const std::string scope = source ? "top " + std::to_string(unit.top.size()) + " of " + std::to_string(stats.images) + " images"
                                      : "in " + fs::path(options.image).filename().string();
-    WritePng((out / "units" / (stem + ".png")).string(),
+    WritePng(out.File("units/" + stem + ".png"),
              AddHeading(at::cat({left, right}, 2), shown_layer + ":" + std::to_string(unit.unit) + path_note + ", " + scope +
                                                       ", rule " + ToString(m.rule) + ". Left: projections; right: image patches"));
     mosaic.push_back(ResizeSquare(shown.front(), 96));
@@ -165,7 +160,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
                        {"figure", "units/" + stem + ".png"},
                        {"top", top}});
   }
-  if (!mosaic.empty()) WritePng((out / "grid.png").string(), MakeGrid(at::stack(mosaic), captions));
+  if (!mosaic.empty()) WritePng(out.File("grid.png"), MakeGrid(at::stack(mosaic), captions));
 
   json skipped = json::array();
   for (const auto& [index, reason] : stats.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
@@ -200,7 +195,7 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
                        {"project_seconds", seconds(scanned, projected)},
                        {"total_seconds", seconds(start, std::chrono::steady_clock::now())}};
   report["units"] = records;
-  WriteJson((out / "report.json").string(), report);
+  out.Finish(report);
   Log()->info("wrote {} unit figure(s) to {}", units.size(), options.out);
 }
 

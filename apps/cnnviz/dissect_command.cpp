@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <functional>
 #include <iomanip>
 #include <map>
@@ -28,7 +27,6 @@
 #include "cnnviz/units.h"
 
 namespace cnnviz::app {
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
@@ -177,7 +175,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                 source->unlabelled_images());
   }
 
-  ClaimOutputFolder(options.out);
+  const OutputFolder out(options.out);
   NetworkDissection method(probe);
   const std::string layers_named = std::to_string(m.layers.size()) + " layer(s)";
   ProgressReporter reporter(m.thresholds.empty() ? "dissect pass 1/2 (thresholds)" : "dissect tally pass (thresholds given)",
@@ -192,8 +190,6 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   });
   for (const auto& [index, reason] : result.skipped) Log()->warn("skipped {}", reason);
 
-  const fs::path out(options.out);
-  std::error_code ec;
   const auto& categories = source->categories();
   const auto& labels = source->labels();
   const InputSpec& spec = model->input_spec();
@@ -211,9 +207,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   for (const LayerDissection& layer : result.layers) {
     const std::string shown_name = DisplayLayer(probe, layer.name);
     const std::string folder = SafeFileName(shown_name);
-    fs::create_directories(out / folder / "units", ec);
-    if (ec) throw InputError("cannot create folder '" + (out / folder / "units").string() + "': " + ec.message());
-    WriteFileAtomic((out / folder / "tally.csv").string(), TallyCsv(layer, *source));
+    WriteFileAtomic(out.File(folder + "/tally.csv"), TallyCsv(layer, *source));
 
     // Detectors per concept, grouped by category.
     std::map<int64_t, int64_t> per_label;
@@ -225,7 +219,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
       bars.push_back({labels[label].name, static_cast<double>(count), static_cast<int>(labels[label].category)});
     }
     std::stable_sort(bars.begin(), bars.end(), [](const Bar& a, const Bar& b) { return a.value > b.value; });
-    WritePng((out / folder / "detectors.png").string(),
+    WritePng(out.File(folder + "/detectors.png"),
              BarChart(shown_name + ": " + std::to_string(layer.detectors) + " detectors", bars, categories));
 
     html << "<h2>" << HtmlEscape(shown_name) << "</h2><p>" << layer.detectors << " of " << layer.units.size()
@@ -243,7 +237,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     std::vector<const UnitDissection*> order;
     for (const auto& unit : layer.units) order.push_back(&unit);
     std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->best.iou > b->best.iou; });
-    WriteUnitFigures(*source, layer, shown_name, (out / folder / "units").string(),
+    WriteUnitFigures(*source, layer, shown_name, out.Folder(folder + "/units"),
                      std::min<int64_t>(spec.height, kTileSide), spec.height, spec.width, m.iou_threshold);
     json units = json::array();
     for (const UnitDissection* unit : order) {
@@ -275,11 +269,11 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     }
     html << "</table>";
     if (options.save_arrays) {
-      WriteNpy((out / folder / "thresholds.npy").string(), layer.thresholds);
-      WriteNpy((out / folder / "intersection.npy").string(), layer.intersection);
-      WriteNpy((out / folder / "label_area.npy").string(), layer.label_area);
-      WriteNpy((out / folder / "activated_area.npy").string(), layer.activated_area);
-      WriteNpy((out / folder / "iou.npy").string(), layer.iou);
+      WriteNpy(out.File(folder + "/thresholds.npy"), layer.thresholds);
+      WriteNpy(out.File(folder + "/intersection.npy"), layer.intersection);
+      WriteNpy(out.File(folder + "/label_area.npy"), layer.label_area);
+      WriteNpy(out.File(folder + "/activated_area.npy"), layer.activated_area);
+      WriteNpy(out.File(folder + "/iou.npy"), layer.iou);
     }
     layers.push_back({{"name", layer.name},
                       {"units_total", layer.units.size()},
@@ -290,7 +284,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                       {"units", units}});
   }
   html << "</body></html>\n";
-  WriteFileAtomic((out / "index.html").string(), html.str());
+  WriteFileAtomic(out.File("index.html"), html.str());
 
   json skipped = json::array();
   for (const auto& [index, reason] : result.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
@@ -345,7 +339,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                        {"tally_pass_seconds", result.tally_seconds},
                        {"total_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
   report["layers"] = layers;
-  WriteJson((out / "report.json").string(), report);
+  out.Finish(report);
   Log()->info("wrote {} (open index.html)", options.out);
 }
 

@@ -107,7 +107,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   }
   if (!options.layers_text.empty()) m.layers = ResolveLayers(options.layers_text, probe);
 
-  ClaimOutputFolder(options.out);
+  const OutputFolder out(options.out);
   InversionResult result;
   if (!m.layers.empty()) {
     const int64_t layer_count = static_cast<int64_t>(m.layers.size());
@@ -146,19 +146,14 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
     decoded.psnr = 10.0 * std::log10(1.0 / std::max(mse, 1e-12));
   }
 
-  const fs::path out(options.out);
-  std::error_code ec;
-  fs::create_directories(out / "layers", ec);
-  if (options.save_arrays) fs::create_directories(out / "arrays", ec);
-  if (ec) throw InputError("cannot create folders in '" + options.out + "': " + ec.message());
 
   std::vector<at::Tensor> tiles{result.original};
   std::vector<std::string> captions{"original"};
-  WritePng((out / "original.png").string(), result.original);
+  WritePng(out.File("original.png"), result.original);
   json records = json::array();
   auto write = [&](const LayerInversion& inversion, const std::string& method) {
     const std::string stem = SafeFileName((method == "decoder" ? "decoder_" : "") + inversion.layer);
-    WritePng((out / "layers" / (stem + ".png")).string(), inversion.image);
+    WritePng(out.File("layers/" + stem + ".png"), inversion.image);
     // The layer by its sidecar alias when it has one, and the PSNR, in full (MakeGrid wraps long ones).
     const LayerInfo& info = probe.Find(inversion.layer);
     const std::string name = info.alias.empty() ? inversion.layer : info.alias;
@@ -183,7 +178,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
       record["curve"] = CurveJson(inversion);
     }
     if (options.save_arrays) {
-      WriteNpy((out / "arrays" / (stem + ".npy")).string(), inversion.raw);
+      WriteNpy(out.File("arrays/" + stem + ".npy"), inversion.raw);
       record["array"] = "arrays/" + stem + ".npy";
     }
     records.push_back(record);
@@ -203,7 +198,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
     const int64_t width = strip.size(3) * 160 / strip.size(2);
     strip = at::upsample_bilinear2d(strip, {160, width}, false).clamp(0, 1);
   }
-  WritePng((out / "grid.png").string(), MakeGrid(strip, captions, static_cast<int64_t>(tiles.size())));
+  WritePng(out.File("grid.png"), MakeGrid(strip, captions, static_cast<int64_t>(tiles.size())));
 
   json report = ReportHeader("invert", *model, global.seed);
   report["options"] = {{"image", options.image},
@@ -235,7 +230,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   report["reconstructions"] = records;
   report["timings"] = {{"optimize_seconds", result.seconds},
                        {"total_seconds", std::chrono::duration<double>(Clock::now() - started).count()}};
-  WriteJson((out / "report.json").string(), report);
+  out.Finish(report);
   Log()->info("wrote {} reconstruction(s) to {}", records.size(), options.out);
 }
 

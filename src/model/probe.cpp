@@ -22,6 +22,7 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 
 #include "cnnviz/core/error.h"
@@ -180,31 +181,43 @@ struct Probe::Impl {
   std::unordered_map<std::string, size_t> index;  // name and alias -> position in layers
   std::vector<std::string> warnings;
   mutable std::mutex mutex;
-  mutable std::map<std::string, std::shared_ptr<View>> views;
-
-  std::vector<size_t> SiteIndices(const Probe& probe, const ViewSpec& spec) const {
+  // What a compiled view depends on: a ViewSpec with its taps resolved to layers (an alias and its path
+  // share a view) and the rule reduced to "any rule" (the rule is an input of the view).
+  struct ViewKey {
     std::vector<size_t> sites;
-    for (const auto& tap : spec.taps) {
-      const LayerInfo& layer = probe.Find(tap);
-      sites.push_back(index.at(layer.name));
+    bool output, rules, inference, channels_last, select, tap_gradients;
+    bool operator<(const ViewKey& other) const {
+      return std::tie(sites, output, rules, inference, channels_last, select, tap_gradients) <
+             std::tie(other.sites, other.output, other.rules, other.inference, other.channels_last, other.select,
+                      other.tap_gradients);
     }
-    return sites;
+  };
+
+  mutable std::map<ViewKey, std::shared_ptr<View>> views;
+
+  ViewKey KeyOf(const Probe& probe, const ViewSpec& spec) const {
+    // Every field of ViewSpec is bound here: a new field breaks this line until the key accounts for it
+    // (two different views sharing one cache entry would be a silent bug).
+    const auto& [taps, output, rule, inference, channels_last, select_channels, tap_gradients] = spec;
+    ViewKey key;
+    for (const auto& tap : taps) key.sites.push_back(index.at(probe.Find(tap).name));
+    key.output = output;
+    key.rules = rule != BackwardRule::kGradient;
+    key.inference = inference;
+    key.channels_last = inference && channels_last;  // only inference views read it
+    key.select = select_channels && key.sites.size() == 1 && !output && !key.rules && !inference;
+    key.tap_gradients = tap_gradients && !inference;
+    return key;
   }
 
   std::shared_ptr<View> GetView(const Probe& probe, const ViewSpec& spec) const {
-    const std::vector<size_t> sites = SiteIndices(probe, spec);
-    const bool rules = spec.rule != BackwardRule::kGradient;
-    std::ostringstream key;
-    for (size_t site : sites) key << site << ',';
-    key << (spec.output ? "+out" : "") << (rules ? "+rules" : "") << (spec.inference ? "+inference" : "")
-        << (spec.inference && spec.channels_last ? "+nhwc" : "") << (spec.select_channels ? "+select" : "");
+    const ViewKey key = KeyOf(probe, spec);
     std::lock_guard<std::mutex> lock(mutex);
-    auto& slot = views[key.str()];
+    auto& slot = views[key];
     if (!slot) {
-      const bool select = spec.select_channels && sites.size() == 1 && !spec.output && !rules && !spec.inference;
-      slot = Compile(sites, spec.output, rules, spec.inference, probe.model().device().is_cpu(), select);
-      if (spec.inference) {
-        Freeze(*slot, probe.model().module(), /*mkldnn=*/!spec.channels_last, probe.model().device().is_cpu());
+      slot = Compile(key, probe.model().device().is_cpu());
+      if (key.inference) {
+        Freeze(*slot, probe.model().module(), /*mkldnn=*/!key.channels_last, probe.model().device().is_cpu());
       }
     }
     return slot;
@@ -310,16 +323,17 @@ struct Probe::Impl {
     }
   }
 
-  std::shared_ptr<View> Compile(const std::vector<size_t>& sites, bool keep_output, bool rules, bool inference,
-                                bool cpu, bool select) const {
+  std::shared_ptr<View> Compile(const ViewKey& key, bool cpu) const {
+    const bool keep_output = key.output, rules = key.rules, inference = key.inference, select = key.select;
     auto view = std::make_shared<View>();
     view->rules = rules;
     std::shared_ptr<jit::Graph> graph = tap_graph.graph->copy();
     // Clone each tapped value right where it is produced: a later in-place op (relu_, add_) would
-    // otherwise change what the caller receives.
+    // otherwise change what the caller receives. With tap_gradients the rest of the graph reads a second
+    // clone *of the returned one*, so the returned tap is on the path (and in-place ops hit the copy).
     std::unordered_map<jit::Value*, jit::Value*> clones;
     std::vector<jit::Value*> outputs;
-    for (size_t site : sites) {
+    for (size_t site : key.sites) {
       jit::Value* value = graph->outputs()[tap_graph.sites[site].output_index];
       auto it = clones.find(value);
       if (it == clones.end()) {
@@ -327,7 +341,12 @@ struct Probe::Impl {
         jit::Node* insert_before =
             producer->kind() == c10::prim::Param ? *graph->nodes().begin() : producer->next();
         jit::WithInsertPoint guard(insert_before);
-        it = clones.emplace(value, graph->insert(c10::aten::clone, {value})).first;
+        jit::Value* tap = graph->insert(c10::aten::clone, {value});
+        it = clones.emplace(value, tap).first;
+        if (key.tap_gradients) {
+          jit::Value* onward = graph->insert(c10::aten::clone, {tap});
+          value->replaceAllUsesAfterNodeWith(onward->node(), onward);
+        }
       }
       outputs.push_back(it->second);
     }

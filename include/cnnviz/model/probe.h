@@ -9,7 +9,8 @@
 //  - a view may replace every ReLU (relu, relu_, functional or module, ReLU6/hardtanh(0, x)) by an op
 //    whose backward follows a rule: plain gradient, DeconvNet (Zeiler & Fergus 2014: relu(grad_out)) or
 //    guided backpropagation (Springenberg et al. 2015: relu(grad_out) * (x > 0)).
-// Views are compiled once per (taps, output, rules, inference) and cached. Inference views (no gradients)
+// Views are compiled once per distinct ViewSpec (taps resolved to layers; the three rules share one view)
+// and cached. Inference views (no gradients)
 // run as a method of a frozen, optimize_for_inference'd copy of the module when freezing works for the
 // model (BatchNorm folded, MKLDNN layouts), and agree with plain views to float rounding.
 // Limits, reported rather than hidden: frozen models (torch.jit.freeze) have no module names, so their
@@ -74,6 +75,12 @@ struct ViewSpec {
   // tapped layer is a convolution followed by nothing or ReLUs (Probe::CanSelectChannels); its other
   // channels are what the step would otherwise spend most on (the bundled model's conv3: 64 channels).
   bool select_channels = false;
+  // Views that take gradients: each returned tap lies on the path to the later taps and the output, so
+  // autograd can differentiate an objective of those with respect to the tap (Grad-CAM's weights,
+  // attribution to a layer). Without it a tap is a side copy: gradients reach the input, not the tap.
+  // Costs one more copy of each tap. As for any gradient, the input must require grad (a model's weights
+  // do not).
+  bool tap_gradients = false;
 };
 
 // Which activations of a view a backward rule covers, by name ("relu", "silu", ...) with counts, and
