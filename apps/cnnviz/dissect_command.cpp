@@ -4,18 +4,17 @@
 #include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
 
-#include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <iomanip>
 #include <map>
-#include <mutex>
 #include <sstream>
-#include <thread>
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
+#include "cnnviz/core/workers.h"
 #include "cnnviz/io/atomic_file.h"
 #include "cnnviz/io/crop.h"
 #include "cnnviz/io/figures.h"
@@ -37,6 +36,8 @@ std::string HtmlEscape(const std::string& text) {
     if (c == '<') out += "&lt;";
     else if (c == '>') out += "&gt;";
     else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else if (c == '\'') out += "&#39;";
     else out.push_back(c);
   }
   return out;
@@ -79,28 +80,14 @@ std::string TallyCsv(const LayerDissection& layer, const SegmentationSource& sou
 // Per unit a strip of its top images (tile x tile) with its mask outlined, written by every core in
 // parallel: decoding and PNG encoding dominate and are independent per unit.
 constexpr int64_t kTileSide = 112;
-// Runs `work(i)` for i in [0, count) on up to 4 threads; rethrows the first failure.
+// Runs `work(i)` for i in [0, count) on the usable cores (at most 4), without autograd; rethrows the first
+// failure.
 void ParallelFor(size_t count, const std::function<void(size_t)>& work) {
-  std::atomic<size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  auto loop = [&] {
+  Workers workers(std::min(4, UsableCores()));
+  workers.Run(static_cast<int64_t>(count), [&](int64_t i) {
     at::NoGradGuard no_grad;
-    for (size_t i = next++; i < count; i = next++) {
-      try {
-        work(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        if (!failure) failure = std::current_exception();
-      }
-    }
-  };
-  std::vector<std::thread> workers;
-  const unsigned threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-  for (unsigned i = 1; i < threads; ++i) workers.emplace_back(loop);
-  loop();
-  for (auto& worker : workers) worker.join();
-  if (failure) std::rethrow_exception(failure);
+    work(static_cast<size_t>(i));
+  });
 }
 
 // Per unit, its top images side by side with the activation mask outlined, at `tile` pixels. Top images
