@@ -180,7 +180,9 @@ def eager_model(arch, size):
     output keeps its own values and gradient path.
     """
     torch.manual_seed(0)
-    model, _ = export_torchvision.build_torchvision(arch, pretrained=False, weights_from=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. inception_v3's note on its default initialization
+        model, _ = export_torchvision.build_torchvision(arch, pretrained=False, weights_from=None)
     model.eval()
     export_torchvision.calibrate_batch_norm(model, size, export_torchvision.CALIBRATION_SEED_OFFSET)
     for module in model.modules():
@@ -555,7 +557,9 @@ def sweep_one(run, eager, paths, settings):
         listing = json.loads(listed["stdout"])
     except ValueError as error:
         return [finding(run, True, f"cnnviz layers --json printed invalid JSON: {error}")]
-    comparison = compare_layers(listing, eager(run["arch"]), settings["size"])
+    analysis = eager(run["arch"])
+    run["seen_box"] = analysis["seen_box"]
+    comparison = compare_layers(listing, analysis, settings["size"])
     run["summary"] = summarize_layers(comparison)
     run["layers"] = comparison["rows"]
     run["cnnviz_only"], run["eager_only"] = comparison["cnnviz_only"], comparison["eager_only"]
