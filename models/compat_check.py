@@ -680,6 +680,54 @@ def write_markdown(path, matrix):
         handle.write("\n".join(lines) + "\n")
 
 
+def readme_cells(run):
+    """The README table's cells for one run (None when it did not get as far as `cnnviz layers`)."""
+    if run["export"]["path"] is None or "summary" not in run:
+        return None
+    summary, commands = run["summary"], run.get("mid", {}).get("commands", {})
+    rf = summary["rf"]
+    spatial_global = rf.get("global_spatial", 0)
+    within = rf.get("equal", 0) + rf.get("contains", 0) + rf.get("global", 0)
+    fields = (f"{within} contain it ({rf.get('global', 0)} global), {rf.get('violation', 0)} do not"
+              + (f", {spatial_global} spatial reported global" if spatial_global else ""))
+    methods = summary["rf_methods"]
+    if methods.get("measured"):
+        fields += f" ({methods['measured']} measured)"
+    failed = [name for name in COMMANDS if commands.get(name) and commands[name]["outcome"] != "ok"]
+    refused = channels_last_cell(run)
+    return [f"{summary['tappable']}/{summary['listed']}",
+            "✓" if summary["units_ok"] == summary["tappable"] and summary["axis_ok"] == summary["axis_checked"]
+            else f"{summary['units_ok']}/{summary['tappable']}",
+            fields, coverage_cell(run) or "-",
+            "all ✓" if not failed else "failed: " + ", ".join(failed),
+            "refused (exit 2)" if refused and "✓" not in refused else ("-" if not refused else refused)]
+
+
+def write_readme_table(path, matrix):
+    """readme_table.md: one row per architecture (formats merged when they agree), for README.md."""
+    header = ("| architecture | export | layers tappable/listed | units and channel axes "
+              "| receptive fields vs gradient support | DeconvNet/guided rules cover | "
+              "actmax, deconv (2 rules), invert, dissect | channels-last layers |")
+    lines = [header, "|" + "---|" * header.count(" |")]
+    by_arch = {}
+    for run in matrix["runs"]:
+        by_arch.setdefault(run["arch"], []).append(run)
+    for arch, runs in by_arch.items():
+        cells = [(run["format"], readme_cells(run)) for run in runs]
+        if len(cells) > 1 and all(c == cells[0][1] for _, c in cells):
+            cells = [("+".join(fmt for fmt, _ in cells), cells[0][1])]
+        for fmt, row in cells:
+            if row is None:
+                run = next(r for r in runs if r["format"] in fmt)
+                reason = run["export"]["error"] if run["export"]["path"] is None else "cnnviz layers failed"
+                row = [reason[:60]] + [""] * 5
+            lines.append(f"| {arch} | {fmt} | " + " | ".join(row) + " |")
+    lines += ["", f"{matrix['mode']} sweep at {matrix['size']} px, random weights, "
+              f"{matrix['hard_failures']} hard failure(s); `scripts/compat_sweep.sh` writes it."]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
 def write_json(path, data):
     """Write data as indented JSON."""
     with open(path, "w", encoding="utf-8") as handle:
@@ -786,6 +834,7 @@ def main(argv=None):
               "findings": findings, "runs": runs}
     write_json(os.path.join(args.out, "matrix.json"), matrix)
     write_markdown(os.path.join(args.out, "matrix.md"), matrix)
+    write_readme_table(os.path.join(args.out, "readme_table.md"), matrix)
     sys.stderr.write(f"wrote {os.path.join(args.out, 'matrix.md')}: {len(findings)} finding(s), "
                      f"{matrix['hard_failures']} hard, {matrix['seconds']:.0f} s\n")
     return _cli.EXIT_FAILURE if matrix["hard_failures"] else 0

@@ -89,8 +89,10 @@ bool IsTooSmallMessage(const std::string& message) {
   return false;
 }
 
-// Bounding box [y0, x0, y1, x1) of the input gradient of unit (i, j) of `layer` (channels summed) over a
-// batch of random inputs; nullopt when the gradient is zero everywhere.
+constexpr uint64_t kChannelWeightSeed = 20191;
+
+// Bounding box [y0, x0, y1, x1) of the input gradient of unit (i, j) of `layer` (channels weighted by
+// fixed random numbers) over a batch of random inputs; nullopt when the gradient is zero everywhere.
 std::optional<std::array<int64_t, 4>> GradientSupport(const Probe& probe, const LayerInfo& layer,
                                                       const at::Tensor& inputs, int64_t i, int64_t j) {
   at::AutoGradMode grad(true);
@@ -99,7 +101,12 @@ std::optional<std::array<int64_t, 4>> GradientSupport(const Probe& probe, const 
   view.taps = {layer.name};
   const at::Tensor tap = probe.Run(view, x).taps[0];
   const int64_t rows = layer.channel_axis == 1 ? 2 : 1;  // channels-last maps hold rows on axis 1
-  tap.select(rows + 1, j).select(rows, i).sum().backward();
+  // Channels weighted by fixed random numbers, not summed: a plain sum over a layer norm's output is
+  // constant, and its gradient zero.
+  const at::Tensor unit = tap.select(rows + 1, j).select(rows, i);  // [N, C]
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(kChannelWeightSeed);
+  const at::Tensor weights = at::randn({unit.size(1)}, generator).to(unit.device());
+  (unit * weights).sum().backward();
   const at::Tensor mask = x.grad().abs().sum(at::IntArrayRef{0, 1}).cpu() > 0;
   const at::Tensor hit_rows = mask.any(1).nonzero().flatten();
   const at::Tensor hit_cols = mask.any(0).nonzero().flatten();

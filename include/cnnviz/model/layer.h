@@ -19,8 +19,8 @@ struct ReceptiveField {
   bool global = false;
   // How the field was found. Analytic (false): walked through the graph's ops. Measured (true): the
   // walk met an op whose spatial behaviour it does not model (`unmodelled_op`), so the Probe took the
-  // support of the input gradient of the centre unit (channels summed, a few random inputs); exact for
-  // the probe's input size, and stride from the neighbouring unit. `unmodelled_op` is also set when the
+  // support of the input gradient of the centre unit (channels randomly weighted, a few random inputs);
+  // exact for the probe's input size, and stride from the neighbouring unit. `unmodelled_op` is also set when the
   // measurement could not be made (the field then stays global).
   bool measured = false;
   std::string unmodelled_op;
