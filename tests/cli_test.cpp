@@ -103,12 +103,12 @@ TEST(CliActMaxTest, WritesGridUnitsArraysAndReport) {
   std::ifstream in(out + "/report.json");
   const auto report = nlohmann::json::parse(in);
   EXPECT_EQ(report["command"], "actmax");
-  EXPECT_EQ(report["options"]["steps"], 4);
-  EXPECT_EQ(report["options"]["param"], "fft");
+  EXPECT_EQ(report["options"]["method"]["render"]["steps"], 4);
+  EXPECT_EQ(report["options"]["method"]["param"]["kind"], "fft");
   // On a CPU the workers default to every usable core, and conv2 (conv + ReLU) computes each image's
   // own channel alone unless --whole-layer.
-  EXPECT_GE(report["options"]["workers"].get<int>(), 1);
-  EXPECT_EQ(report["options"]["select_channels"], true);
+  EXPECT_GE(report["options"]["method"]["workers"].get<int>(), 1);
+  EXPECT_EQ(report["options"]["method"]["select_channels"], true);
   EXPECT_EQ(report["selected_channels"], true);
   ASSERT_EQ(report["units"].size(), 4u);
   const auto& unit = report["units"][3];
@@ -132,9 +132,9 @@ TEST(CliActMaxTest, WholeLayerComputesEveryChannel) {
   ASSERT_EQ(result.code, 0) << result.out;
   std::ifstream in(out + "/report.json");
   const auto report = nlohmann::json::parse(in);
-  EXPECT_EQ(report["options"]["select_channels"], false);
+  EXPECT_EQ(report["options"]["method"]["select_channels"], false);
   EXPECT_EQ(report["selected_channels"], false);
-  EXPECT_EQ(report["options"]["workers"], 0);  // --threads 1 given: automatic, which is --threads
+  EXPECT_EQ(report["options"]["method"]["workers"], 0);  // --threads 1 given: automatic, which is --threads
   EXPECT_EQ(report["timings"]["workers"], 1);
 }
 
@@ -167,7 +167,7 @@ TEST(CliDeconvTest, WritesFiguresGridAndReport) {
   std::ifstream in(out + "/report.json");
   const auto report = nlohmann::json::parse(in);
   EXPECT_EQ(report["command"], "deconv");
-  EXPECT_EQ(report["options"]["rule"], "deconvnet");
+  EXPECT_EQ(report["options"]["method"]["rule"], "deconvnet");
   EXPECT_EQ(report["images_scanned"], 3);
   EXPECT_EQ(report["images_skipped"], 1);
   ASSERT_EQ(report["units"].size(), 6u);
@@ -405,7 +405,7 @@ TEST(CliDeconvTest, NpyInputAndClassTarget) {
   const auto report = nlohmann::json::parse(in);
   ASSERT_EQ(report["units"].size(), 1u);
   EXPECT_EQ(report["units"][0]["unit"], 7);  // --units is honoured with --image
-  EXPECT_EQ(report["options"]["seed"], "position");
+  EXPECT_EQ(report["options"]["method"]["seed_from"], "position");
   const at::Tensor projection = ReadNpy(out + "/" + report["units"][0]["top"][0]["array"].get<std::string>());
   EXPECT_LT(test::RelativeError(projection, reference.at("grad:guided:logit").toTensor()[0]), 1e-5);
   // A class target over a dataset: each class's top images by logit.
@@ -474,7 +474,7 @@ TEST(CliInvertTest, StripOfLayersWithReportAndArrays) {
   for (const char* key : {"feature_error", "pixel_rmse", "psnr_db", "seconds", "lambda_tv", "learning_rate", "curve"}) {
     EXPECT_TRUE(first.contains(key)) << key;
   }
-  EXPECT_EQ(report["options"]["steps"], 30);
+  EXPECT_EQ(report["options"]["method"]["steps"], 30);
   EXPECT_EQ(report["command"], "invert");
   const at::Tensor grid = ReadImage(out + "/grid.png");
   EXPECT_GT(grid.size(2), 3 * 64);  // original and two reconstructions side by side

@@ -14,6 +14,7 @@
 #include "cnnviz/io/image_folder.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/options_json.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
@@ -171,33 +172,8 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
                 flat.size(), names);
   }
 
-  const ActMaxOptions& m = options.method;
   json report = ReportHeader("actmax", *model, global.seed);
-  report["options"] = {{"layer", m.layer},
-                       {"units", options.units_text.empty() ? "all" : options.units_text},
-                       {"objective", m.expression.empty() ? m.objective : "expression"},
-                       {"expression", m.expression},
-                       {"direction", m.direction_file},
-                       {"steps", m.render.steps},
-                       {"lr", m.render.learning_rate},
-                       {"size", m.param.height},
-                       {"batch", m.batch},
-                       {"part", m.part},
-                       {"workers", m.workers},
-                       {"diversity", m.diversity},
-                       {"diversity_weight", m.diversity_weight},
-                       {"param", m.param.kind},
-                       {"decorrelate", m.param.decorrelate},
-                       {"transforms", m.transforms},
-                       {"decay", m.render.decay},
-                       {"blur_every", m.render.blur_every},
-                       {"blur_sigma", m.render.blur_sigma},
-                       {"clip_percentile", m.render.clip_percentile},
-                       {"reference_dataset", options.reference_dataset},
-                       {"truncate", m.truncate},
-                       {"select_channels", m.select_channels},
-                       {"relu_redirect_steps", m.relu_redirect_steps},
-                       {"save_arrays", options.save_arrays}};
+  report["options"] = ToJson(options);
   report["resized_to_model_input"] = result.resized_to_model;
   report["units_not_raised"] = flat;
   report["selected_channels"] = result.selected_channels;

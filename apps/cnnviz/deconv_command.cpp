@@ -16,6 +16,7 @@
 #include "cnnviz/io/image_sources.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/options_json.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
@@ -165,23 +166,10 @@ void RunDeconv(DeconvCommandOptions options, const GlobalOptions& global) {
   json skipped = json::array();
   for (const auto& [index, reason] : stats.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
   const bool class_target = probe.Find(m.layers[0]).shape.size() == 2;
-  std::string seed = m.seed_from;
-  if (seed == "auto") seed = class_target ? "position" : "max";
+  if (m.seed_from == "auto") m.seed_from = class_target ? "position" : "max";  // the report gives what ran
+  m.decode_threads = DecodeThreads(m.decode_threads, model->device());
   json report = ReportHeader("deconv", *model, global.seed);
-  report["options"] = {{"layers", m.layers},
-                       {"units", options.units_text.empty() ? "all" : options.units_text},
-                       {"top", m.top},
-                       {"rule", ToString(m.rule)},
-                       {"seed_from", m.seed_from},
-                       {"seed", seed},
-                       {"position", m.position},
-                       {"npy_values", options.npy_values},
-                       {"batch", m.batch},
-                       {"max_images", m.max_images},
-                       {"workers", DecodeThreads(m.decode_threads, model->device())},
-                       {"dataset", options.dataset},
-                       {"image", options.image},
-                       {"save_arrays", options.save_arrays}};
+  report["options"] = ToJson(options);
   report["coordinates"] = "position: row, column in the layer's feature map; box: [y0, x0, y1, x1) in pixels of the "
                           "image resized to the model input (" + std::to_string(spec.height) + "x" +
                           std::to_string(spec.width) + "), may extend past the border";

@@ -22,6 +22,7 @@
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/options_json.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
@@ -286,20 +287,10 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   report["unit_numbering"] =
       "'unit' is the 0-based channel index (as --units takes it, and unit_<k>.png); 'tally_unit' and tally.csv's "
       "'unit' column are 1-based as NetDissect-Lite's; tally.csv's 'channel' column is 0-based";
-  report["options"] = {{"dataset", root},
-                       {"layers", m.layers},
-                       {"split", options.dataset_options.split},
-                       {"categories", categories},
-                       {"quantile", m.quantile},
-                       {"iou_threshold", m.iou_threshold},
-                       {"batch", m.batch},
-                       {"max_images", options.dataset_options.max_images},
-                       {"cache_mb", m.cache_mb},
-                       {"activated_area", options.activated_area},
-                       {"union_maps", m.union_maps},
-                       {"thresholds", SplitList(options.thresholds_text)},
-                       {"workers", DecodeThreads(m.decode_threads, model->device())},
-                       {"save_arrays", options.save_arrays}};
+  options.dataset = root;
+  options.dataset_options.categories = categories;
+  m.decode_threads = DecodeThreads(m.decode_threads, model->device());
+  report["options"] = ToJson(options);
   report["method"] = {
       {"threshold", m.thresholds.empty()
                         ? "exact: the activation of rank ceil(quantile * values) from the top, per unit"

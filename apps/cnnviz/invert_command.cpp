@@ -18,6 +18,7 @@
 #include "cnnviz/io/image_sources.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/options_json.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
@@ -201,25 +202,11 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
   WritePng(out.File("grid.png"), MakeGrid(strip, captions, static_cast<int64_t>(tiles.size())));
 
   json report = ReportHeader("invert", *model, global.seed);
-  report["options"] = {{"image", options.image},
-                       {"npy_values", options.npy_values},
-                       {"layers", m.layers},
-                       {"paper", m.paper_mode},
-                       {"prior_scale", m.paper_mode ? 1.0 : m.prior_scale},
-                       {"levels", m.paper_mode ? 1 : m.levels},
-                       {"steps", m.steps},
-                       {"lr", options.lr_text},
-                       {"momentum", m.momentum},
-                       {"alpha", m.alpha},
-                       {"lambda_alpha", m.lambda_alpha},
-                       {"beta", m.beta},
-                       {"lambda_tv", m.lambda_tv ? json(*m.lambda_tv) : json("by depth: 1, 10, 100")},
-                       {"pixel_norm", m.pixel_norm},
-                       {"batch", m.batch},
-                       {"target_error", m.target_error},
-                       {"truncate", m.truncate},
-                       {"decoder", options.decoder},
-                       {"save_arrays", options.save_arrays}};
+  if (m.paper_mode) {  // the paper's own prior weights, at one level
+    m.prior_scale = 1.0;
+    m.levels = 1;
+  }
+  report["options"] = ToJson(options);
   report["definitions"] = {
       {"feature_error", "||phi(x) - phi(x0)|| / ||phi(x0)|| at the layer"},
       {"pixel_rmse", "root mean squared error against the original resized to the model input, [0,1] units, after clamping"},

@@ -1,0 +1,146 @@
+#include "cnnviz/options_json.h"
+
+namespace cnnviz::app {
+using json = nlohmann::json;
+
+namespace {
+
+template <typename T>
+json Optional(const std::optional<T>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+}  // namespace
+
+json ToJson(const ModelOptions& options) {
+  const auto& [path, input_size] = options;
+  return {{"path", path}, {"input_size", Optional(input_size)}};
+}
+
+json ToJson(const ImageParamOptions& options) {
+  const auto& [kind, decorrelate, height, width, init_std] = options;
+  return {{"kind", kind}, {"decorrelate", decorrelate}, {"height", height}, {"width", width}, {"init_std", init_std}};
+}
+
+json ToJson(const RenderOptions& options) {
+  const auto& [steps, learning_rate, record_every, decay, blur_every, blur_sigma, clip_percentile] = options;
+  return {{"steps", steps},           {"learning_rate", learning_rate}, {"record_every", record_every},
+          {"decay", decay},           {"blur_every", blur_every},       {"blur_sigma", blur_sigma},
+          {"clip_percentile", clip_percentile}};
+}
+
+json ToJson(const ActMaxOptions& options) {
+  const auto& [layer, units, objective, direction_file, expression, diversity, diversity_weight, batch, param,
+               transforms, render, part, workers, truncate, select_channels, relu_redirect_steps, seed] = options;
+  return {{"layer", layer},
+          {"units", units},
+          {"objective", objective},
+          {"direction_file", direction_file},
+          {"expression", expression},
+          {"diversity", diversity},
+          {"diversity_weight", diversity_weight},
+          {"batch", batch},
+          {"param", ToJson(param)},
+          {"transforms", transforms},
+          {"render", ToJson(render)},
+          {"part", part},
+          {"workers", workers},
+          {"truncate", truncate},
+          {"select_channels", select_channels},
+          {"relu_redirect_steps", relu_redirect_steps},
+          {"seed", seed}};
+}
+
+json ToJson(const DeconvOptions& options) {
+  const auto& [layers, units, top, rule, seed_from, position, batch, max_images, decode_threads] = options;
+  return {{"layers", layers},         {"units", units}, {"top", top},
+          {"rule", ToString(rule)},   {"seed_from", seed_from}, {"position", position},
+          {"batch", batch},           {"max_images", max_images}, {"decode_threads", decode_threads}};
+}
+
+json ToJson(const DissectionOptions& options) {
+  const auto& [layers, quantile, iou_threshold, batch, top_images, cache_mb, decode_threads, activated_area,
+               union_maps, thresholds] = options;
+  json given = json::array();  // per layer, the number of units whose thresholds were given
+  for (const at::Tensor& layer_thresholds : thresholds) given.push_back(layer_thresholds.numel());
+  return {{"layers", layers},
+          {"quantile", quantile},
+          {"iou_threshold", iou_threshold},
+          {"batch", batch},
+          {"top_images", top_images},
+          {"cache_mb", cache_mb},
+          {"decode_threads", decode_threads},
+          {"activated_area", activated_area == ActivatedArea::kCovered ? "covered" : "present"},
+          {"union_maps", union_maps},
+          {"thresholds_given", given}};
+}
+
+json ToJson(const BrodenOptions& options) {
+  const auto& [split, categories, max_images] = options;
+  return {{"split", split}, {"categories", categories}, {"max_images", max_images}};
+}
+
+json ToJson(const InversionOptions& options) {
+  const auto& [layers, paper_mode, prior_scale, levels, steps, learning_rate, auto_learning_rate,
+               finite_difference_curvature, momentum, alpha, lambda_alpha, beta, lambda_tv, pixel_norm, batch,
+               target_error, record_every, truncate, seed] = options;
+  return {{"layers", layers},
+          {"paper_mode", paper_mode},
+          {"prior_scale", prior_scale},
+          {"levels", levels},
+          {"steps", steps},
+          {"learning_rate", learning_rate},
+          {"auto_learning_rate", auto_learning_rate},
+          {"finite_difference_curvature", finite_difference_curvature},
+          {"momentum", momentum},
+          {"alpha", alpha},
+          {"lambda_alpha", lambda_alpha},
+          {"beta", beta},
+          {"lambda_tv", Optional(lambda_tv)},  // null: by depth (1, 10, 100), see each layer's lambda_tv
+          {"pixel_norm", pixel_norm},
+          {"batch", batch},
+          {"target_error", target_error},
+          {"record_every", record_every},
+          {"truncate", truncate},
+          {"seed", seed}};
+}
+
+json ToJson(const ActMaxCommandOptions& options) {
+  const auto& [model, method, units_text, units_given, out, save_arrays, reference_dataset] = options;
+  return {{"model", ToJson(model)},        {"method", ToJson(method)}, {"units", units_given ? units_text : "all"},
+          {"out", out},                    {"save_arrays", save_arrays},
+          {"reference_dataset", reference_dataset}};
+}
+
+json ToJson(const DeconvCommandOptions& options) {
+  const auto& [model, method, layers_text, units_text, units_given, rule, dataset, image, npy_values, position_text,
+               out, save_arrays] = options;
+  return {{"model", ToJson(model)}, {"method", ToJson(method)}, {"layers", layers_text},
+          {"units", units_given ? units_text : "all"}, {"rule", rule}, {"dataset", dataset},
+          {"image", image},         {"npy_values", npy_values},  {"position", position_text},
+          {"out", out},             {"save_arrays", save_arrays}};
+}
+
+json ToJson(const DissectCommandOptions& options) {
+  const auto& [model, method, dataset_options, dataset, layers_text, categories_text, thresholds_text,
+               activated_area, out, save_arrays] = options;
+  return {{"model", ToJson(model)},
+          {"method", ToJson(method)},
+          {"dataset_options", ToJson(dataset_options)},
+          {"dataset", dataset},
+          {"layers", layers_text},
+          {"categories", categories_text},
+          {"thresholds", thresholds_text},
+          {"activated_area", activated_area},
+          {"out", out},
+          {"save_arrays", save_arrays}};
+}
+
+json ToJson(const InvertCommandOptions& options) {
+  const auto& [model, method, image, npy_values, layers_text, decoder, lr_text, out, save_arrays] = options;
+  return {{"model", ToJson(model)}, {"method", ToJson(method)}, {"image", image},
+          {"npy_values", npy_values}, {"layers", layers_text},    {"decoder", decoder},
+          {"lr", lr_text},            {"out", out},               {"save_arrays", save_arrays}};
+}
+
+}  // namespace cnnviz::app
