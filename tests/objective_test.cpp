@@ -115,3 +115,39 @@ TEST(TransformTest, RotationGradientEqualsAtensOwn) {
 
 }  // namespace
 }  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+// The transform registry: presets and kinds by name, composed in order; bad text is refused naming the
+// piece and listing what is registered.
+TEST(TransformTest, RegistryParsesPresetsAndPipelines) {
+  const at::Tensor images = at::rand({2, 3, 20, 20});
+  auto run = [&](const Transform& transform, uint64_t seed) {
+    Rng rng(seed);
+    return transform(images, rng);
+  };
+  EXPECT_TRUE(run(ParseTransforms("standard"), 3).equal(run(StandardTransforms(), 3)));
+  EXPECT_TRUE(run(ParseTransforms("none"), 3).equal(images));
+  EXPECT_EQ(run(ParseTransforms("pad:3"), 1).sizes(), (std::vector<int64_t>{2, 3, 26, 26}));
+  // pad then jitter: 20 + 2*4 = 28 rows, minus a random crop of up to 2.
+  const at::Tensor piped = run(ParseTransforms("pad:4,jitter:2"), 5);
+  EXPECT_GE(piped.size(2), 26);
+  EXPECT_LE(piped.size(2), 28);
+  EXPECT_TRUE(run(ParseTransforms("scale:1-1"), 2).equal(run(RandomScale({1.0}), 2)));
+  EXPECT_TRUE(run(ParseTransforms("rotate:0"), 2).allclose(run(RandomRotate({0.0}), 2)));
+  for (const char* bad : {"bogus", "pad", "pad:-1", "jitter:x", "scale:1.1-0.9", "none:3", "standard,"}) {
+    try {
+      ParseTransforms(bad);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("--transforms"), std::string::npos) << e.what();
+    }
+  }
+  for (const auto& kind : TransformRegistry()) {
+    EXPECT_NE(TransformsHelp().find(kind.usage), std::string::npos) << kind.name;
+  }
+}
+
+}  // namespace
+}  // namespace cnnviz

@@ -15,6 +15,7 @@
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
 #include "cnnviz/options_json.h"
+#include "cnnviz/optvis/transform.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
 
@@ -228,8 +229,9 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
       ->capture_default_str();
   command->add_flag("--decorrelate,!--no-decorrelate", m.param.decorrelate,
                     "Lucid's decorrelated colour space (default on)");
-  command->add_option("--transforms", m.transforms, "standard (Lucid's jitter/scale/rotate) or none")
-      ->check(CLI::IsMember({"standard", "none"}))
+  command->add_option("--transforms", m.transforms,
+                      "Transformation robustness: a preset, or kinds joined by commas and applied in order "
+                      "(e.g. pad:12,jitter:8,scale:0.9-1.1,rotate:10,jitter:4):" + TransformsHelp())
       ->capture_default_str();
   command->add_option("--decay", m.render.decay, "Yosinski L2 decay per step (pixel param)")->capture_default_str();
   command->add_option("--blur-every", m.render.blur_every, "Yosinski Gaussian blur every N steps (pixel param; 0 = off)")

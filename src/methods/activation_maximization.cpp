@@ -144,7 +144,7 @@ void ActMaxOptions::Check() const {
   if (diversity > 1 && layer.empty() && expression.empty()) throw UsageError("--diversity needs --layer");
   param.Check();
   render.Check();
-  TransformsByName(transforms);
+  ParseTransforms(transforms);
 }
 
 ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Progress& progress) const {
@@ -211,7 +211,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   const bool select = !own_channel.empty();
   result.selected_channels = select;
 
-  const Transform transform = TransformsByName(options.transforms);
+  const Transform transform = ParseTransforms(options.transforms);
   const int64_t per_batch = std::max<int64_t>(1, options.batch / options.diversity) * options.diversity;
   const int64_t total = static_cast<int64_t>(elements.size());
   const int64_t batches = (total + per_batch - 1) / per_batch;

@@ -4,7 +4,9 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "cnnviz/core/error.h"
 
@@ -126,10 +128,103 @@ Transform StandardTransforms() {
   return Compose({Pad(12, 0.5), Jitter(8), RandomScale(scales), RandomRotate(degrees), Jitter(4)});
 }
 
-Transform TransformsByName(const std::string& name) {
-  if (name == "standard") return StandardTransforms();
-  if (name == "none") return [](const at::Tensor& images, Rng&) { return images; };
-  throw UsageError("--transforms must be standard or none, not '" + name + "'");
+namespace {
+
+int64_t PixelsArgument(const std::string& kind, const std::string& argument) {
+  try {
+    size_t used = 0;
+    const int64_t pixels = std::stoll(argument, &used);
+    if (used == argument.size() && pixels >= 0 && pixels <= 1024) return pixels;
+  } catch (const std::exception&) {
+  }
+  throw UsageError("--transforms " + kind + ":N takes a whole number of pixels from 0 to 1024, not '" + argument + "'");
+}
+
+double NumberArgument(const std::string& usage, const std::string& text) {
+  try {
+    size_t used = 0;
+    const double value = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(value)) return value;
+  } catch (const std::exception&) {
+  }
+  throw UsageError("--transforms " + usage + ": '" + text + "' is not a number");
+}
+
+Transform Identity() {
+  return [](const at::Tensor& images, Rng&) { return images; };
+}
+
+// scale:LOW-HIGH: factors from LOW to HIGH in steps of 0.02 (both included), drawn uniformly.
+Transform ScaleFromText(const std::string& argument) {
+  const size_t dash = argument.find('-', 1);
+  if (dash == std::string::npos) throw UsageError("--transforms scale:LOW-HIGH, e.g. scale:0.9-1.1, not 'scale:" + argument + "'");
+  const double low = NumberArgument("scale:LOW-HIGH", argument.substr(0, dash));
+  const double high = NumberArgument("scale:LOW-HIGH", argument.substr(dash + 1));
+  if (!(low > 0) || !(high >= low) || high > 10) {
+    throw UsageError("--transforms scale:LOW-HIGH needs 0 < LOW <= HIGH <= 10, not 'scale:" + argument + "'");
+  }
+  std::vector<double> scales;
+  for (int64_t i = 0; low + 0.02 * static_cast<double>(i) <= high + 1e-9; ++i) scales.push_back(low + 0.02 * static_cast<double>(i));
+  return RandomScale(scales);
+}
+
+// rotate:D: whole degrees from -D to D, drawn uniformly.
+Transform RotateFromText(const std::string& argument) {
+  const int64_t limit = PixelsArgument("rotate", argument);  // the same range check suits degrees
+  std::vector<double> degrees;
+  for (int64_t d = -limit; d <= limit; ++d) degrees.push_back(static_cast<double>(d));
+  return RandomRotate(degrees);
+}
+
+Transform NoArgument(const std::string& name, const std::string& argument, Transform transform) {
+  if (!argument.empty()) throw UsageError("--transforms " + name + " takes no argument, not '" + name + ":" + argument + "'");
+  return transform;
+}
+
+}  // namespace
+
+const std::vector<TransformKind>& TransformRegistry() {
+  static const std::vector<TransformKind> kRegistry = {
+      {"standard", "standard", "Lucid's standard_transforms: pad:12, jitter:8, scale:0.9-1.1, rotate by -10..10 "
+       "(0 five times more likely), jitter:4",
+       [](const std::string& a) { return NoArgument("standard", a, StandardTransforms()); }},
+      {"none", "none", "no transformation", [](const std::string& a) { return NoArgument("none", a, Identity()); }},
+      {"pad", "pad:N", "pad every side by N pixels of grey (0.5)",
+       [](const std::string& a) { return Pad(PixelsArgument("pad", a), 0.5); }},
+      {"jitter", "jitter:N", "random crop removing up to N rows and columns",
+       [](const std::string& a) { return Jitter(PixelsArgument("jitter", a)); }},
+      {"scale", "scale:LOW-HIGH", "bilinear resize by a factor from LOW to HIGH in steps of 0.02", ScaleFromText},
+      {"rotate", "rotate:D", "bilinear rotation by a whole number of degrees from -D to D", RotateFromText},
+  };
+  return kRegistry;
+}
+
+Transform ParseTransforms(const std::string& text) {
+  std::vector<Transform> pipeline;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    const size_t comma = std::min(text.find(',', begin), text.size());
+    const std::string piece = text.substr(begin, comma - begin);
+    const size_t colon = piece.find(':');
+    const std::string name = piece.substr(0, colon);
+    const std::string argument = colon == std::string::npos ? "" : piece.substr(colon + 1);
+    const auto& registry = TransformRegistry();
+    auto kind = std::find_if(registry.begin(), registry.end(), [&](const TransformKind& k) { return k.name == name; });
+    if (kind == registry.end()) {
+      std::string names;
+      for (const auto& k : registry) names += (names.empty() ? "" : ", ") + k.usage;
+      throw UsageError("unknown --transforms '" + piece + "' (expected " + names + ", joined by commas)");
+    }
+    pipeline.push_back(kind->make(argument));
+    begin = comma + 1;
+  }
+  return pipeline.size() == 1 ? pipeline[0] : Compose(std::move(pipeline));
+}
+
+std::string TransformsHelp() {
+  std::string help;
+  for (const auto& kind : TransformRegistry()) help += "\n  " + kind.usage + ": " + kind.description;
+  return help;
 }
 
 }  // namespace cnnviz

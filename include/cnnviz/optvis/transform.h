@@ -30,7 +30,22 @@ Transform Compose(std::vector<Transform> transforms);
 // random_rotate(-10..10 degrees, 0 five times more likely), jitter(4).
 Transform StandardTransforms();
 
-// "standard" or "none". Throws UsageError for anything else.
-Transform TransformsByName(const std::string& name);
+// The transform registry. `--transforms` text is a preset ("standard", "none") or kinds joined by commas,
+// each "name" or "name:argument", applied in order: "pad:12,jitter:8,scale:0.9-1.1,rotate:10,jitter:4".
+// Adding a transform is one function above and one entry in the registry (transform.cpp); the CLI takes
+// its names and --help text from here.
+struct TransformKind {
+  std::string name;
+  std::string usage;        // e.g. "jitter:N"
+  std::string description;  // one line
+  // Builds the transform from the text after "name:" ("" when none); throws UsageError when it is bad.
+  std::function<Transform(const std::string& argument)> make;
+};
+// Every registered kind and preset, in registration order.
+const std::vector<TransformKind>& TransformRegistry();
+// Parses `text` as above. Throws UsageError naming the bad piece and the registered names.
+Transform ParseTransforms(const std::string& text);
+// One line per registered kind: usage and description (for --help).
+std::string TransformsHelp();
 
 }  // namespace cnnviz
