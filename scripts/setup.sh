@@ -3,7 +3,7 @@
 #   scripts/setup.sh
 set -euo pipefail
 packages=(cmake ninja-build g++ libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
-          libgtest-dev libpng-dev libjpeg-dev python3-torch python3-torchvision)
+          libgtest-dev libpng-dev libjpeg-dev python3-torch python3-torchvision chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -15,6 +15,7 @@
 #include "cnnviz/layers_command.h"
 #include "cnnviz/progress.h"
 #include "cli_util.h"
+#include "json_schema.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -260,6 +261,13 @@ TEST(CliDissectTest, WritesTallyReportHtmlAndArrays) {
   EXPECT_EQ(layer["categories"]["color"]["detectors"], 4);
   EXPECT_EQ(layer["units"][0]["category"], "color");
   EXPECT_TRUE(report["method"].contains("threshold"));
+  // The page is the viewer reading the report: data.js holds the report itself.
+  std::ifstream data_js(out + "/data.js");
+  const std::string script((std::istreambuf_iterator<char>(data_js)), std::istreambuf_iterator<char>());
+  const std::string prefix = "window.CNNVIZ_DATA = ";
+  ASSERT_EQ(script.rfind(prefix, 0), 0u);
+  EXPECT_EQ(nlohmann::json::parse(script.substr(prefix.size(), script.rfind(';') - prefix.size())), report);
+  for (const char* file : {"viewer.js", "viewer.css"}) EXPECT_TRUE(std::filesystem::exists(out + "/" + file)) << file;
 }
 
 // Reads a CSV with a header into rows of (column -> cell); cells hold no commas or quotes here.
@@ -543,6 +551,154 @@ TEST(CliInvertTest, NpyImage) {
   ExpectOneLineError("invert" + model + " --image " + dir + "/small.npy --out " + dir + "/bad", 3, "is 32x32");
   ExpectOneLineError("invert" + model + " --image " + dir + "/x.npy --npy-values pixels --out " + dir + "/bad", 2,
                      "--npy-values");
+}
+
+}  // namespace
+}  // namespace cnnviz
+
+namespace cnnviz {
+namespace {
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Every path in the document that points into the folder (layers/..., network/...), recursively.
+void CollectPaths(const nlohmann::json& value, std::vector<std::string>* paths) {
+  if (value.is_string()) {
+    const std::string text = value;
+    if (text.rfind("layers/", 0) == 0 || text.rfind("network/", 0) == 0) paths->push_back(text);
+  } else if (value.is_structured()) {
+    for (const auto& item : value) CollectPaths(item, paths);
+  }
+}
+
+// An atlas folder is complete and consistent: report.json, atlas.json valid against the documented
+// schema, data.js holding the same document, the viewer's files as in the repository, and every file
+// the document names on disk.
+nlohmann::json CheckAtlasFolder(const std::string& out) {
+  EXPECT_TRUE(std::filesystem::exists(out + "/report.json"));
+  const nlohmann::json atlas = nlohmann::json::parse(ReadText(out + "/atlas.json"));
+  const nlohmann::json schema = nlohmann::json::parse(ReadText(std::string(CNNVIZ_SOURCE_DIR) + "/docs/atlas.schema.json"));
+  std::vector<std::string> problems;
+  test::CheckSchema(atlas, schema, "atlas", &problems);
+  EXPECT_TRUE(problems.empty()) << problems.size() << " schema problems, first: " << (problems.empty() ? "" : problems[0]);
+  const std::string script = ReadText(out + "/data.js");
+  const std::string prefix = "window.CNNVIZ_DATA = ";
+  EXPECT_EQ(script.rfind(prefix, 0), 0u);
+  EXPECT_EQ(nlohmann::json::parse(script.substr(prefix.size(), script.rfind(';') - prefix.size())), atlas);
+  for (const char* file : {"index.html", "viewer.js", "viewer.css"}) {
+    EXPECT_EQ(ReadText(out + "/" + file), ReadText(std::string(CNNVIZ_SOURCE_DIR) + "/apps/viewer/" + file)) << file;
+  }
+  std::vector<std::string> paths;
+  CollectPaths(atlas, &paths);
+  EXPECT_GT(paths.size(), 10u);
+  for (const auto& path : paths) EXPECT_TRUE(std::filesystem::exists(out + "/" + path)) << path;
+  return atlas;
+}
+
+TEST(CliAtlasTest, PagesFilesSchemaAndPlantedConcepts) {
+  const std::string out = TempDir("atlas_planted");
+  Result result = RunCli("atlas --device cpu --model " + test::Fixture("planted.pt") + " --dataset " +
+                         test::Fixture("concepts") + " --layers relu --steps 16 --samples 300 --grid 5 --inversions 1 " +
+                         "--inversion-steps 10 --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  EXPECT_NE(result.out.find("atlas stage 1/5 scan"), std::string::npos) << result.out;
+  const nlohmann::json atlas = CheckAtlasFolder(out);
+  EXPECT_EQ(atlas["dataset"]["kind"], "broden");
+  EXPECT_EQ(atlas["dataset"]["images"], 60);
+  ASSERT_EQ(atlas["layers"].size(), 1u);
+  const auto& layer = atlas["layers"][0];
+  EXPECT_EQ(layer["name"], "relu");
+  // The planted colour detectors carry their colour on their unit records (what the unit pages show).
+  const std::vector<std::string> colours = {"red-c", "green-c", "blue-c", "white-c"};
+  for (size_t k = 0; k < colours.size(); ++k) {
+    EXPECT_EQ(layer["units"][k]["label"], colours[k]) << k;
+    EXPECT_EQ(layer["units"][k]["category"], "color") << k;
+    EXPECT_EQ(layer["units"][k]["top"].size(), 4u);
+    int64_t counted = 0;
+    for (const auto& count : layer["units"][k]["histogram"]["counts"]) counted += count.get<int64_t>();
+    EXPECT_EQ(counted, 60);
+  }
+  EXPECT_EQ(layer["per_category"]["color"]["unique_concepts"].get<int64_t>(), layer["detectors"].get<int64_t>());
+  // The activation atlas: cells drawn where at least min_count samples fall, labelled by concepts.
+  const auto& cells = layer["atlas"]["cells"];
+  ASSERT_GT(cells.size(), 3u);
+  int64_t in_cells = 0;
+  for (const auto& cell : cells) {
+    EXPECT_GE(cell["count"].get<int64_t>(), 3);
+    in_cells += cell["count"].get<int64_t>();
+  }
+  EXPECT_LE(in_cells, 300);
+  EXPECT_EQ(layer["atlas"]["points"].size(), 300u);
+  EXPECT_EQ(atlas["network"]["inversions"]["samples"][0]["layers"].size(), 1u);
+  EXPECT_TRUE(atlas["network"]["classes"].is_null());  // the planted model has no class output
+}
+
+// Killed in the middle of a stage, then run again: the folder equals an uninterrupted run's, file for
+// file (numbers and images), and the finished stages were not redone.
+TEST(CliAtlasTest, AKilledRunResumesToTheSameAtlas) {
+  const std::string whole = TempDir("atlas_whole"), resumed = TempDir("atlas_resumed");
+  const std::string arguments = "atlas --device cpu --model " + std::string(CNNVIZ_SOURCE_DIR) + "/models/tinycnn.pt" +
+                                " --dataset " + test::Fixture("concepts") + " --layers conv1,conv2 --images 40 " +
+                                "--steps 24 --diversity 1 --samples 200 --grid 4 --inversions 1 --inversion-steps 10 " +
+                                "--classes 0,1 --batch 8 --out ";
+  Result result = RunCli(arguments + whole);
+  ASSERT_EQ(result.code, 0) << result.out;
+  // Kill -9 once the fourth stage (actmax conv1) has started.
+  const std::string log = resumed + ".log";
+  const std::string command = "OMP_NUM_THREADS=1 " + std::string(CNNVIZ_BINARY) + " " + arguments + resumed + " 2> " +
+                              log + " & pid=$!; for i in $(seq 1 3000); do grep -q 'stage 4/' " + log +
+                              " && break; sleep 0.01; done; kill -9 $pid; wait $pid 2>/dev/null; true";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  ASSERT_NE(ReadText(log).find("stage 4/"), std::string::npos) << ReadText(log);
+  EXPECT_FALSE(std::filesystem::exists(resumed + "/report.json"));
+  EXPECT_FALSE(std::filesystem::exists(resumed + "/data.js"));  // no page points at missing files
+  result = RunCli(arguments + resumed);
+  ASSERT_EQ(result.code, 0) << result.out;
+  EXPECT_NE(result.out.find("finished earlier, kept"), std::string::npos) << result.out;
+  nlohmann::json a = CheckAtlasFolder(whole), b = CheckAtlasFolder(resumed);
+  int64_t kept = 0;
+  for (const auto& stage : b["stages"]) kept += stage["resumed"].get<bool>() ? 1 : 0;
+  EXPECT_GE(kept, 3);
+  for (auto* doc : {&a, &b}) {
+    for (const char* key : {"created", "stages"}) doc->erase(key);
+    (*doc)["options"].erase("out");
+  }
+  EXPECT_EQ(a, b);
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(whole)) {
+    const std::string relative = std::filesystem::relative(entry.path(), whole).string();
+    if (!entry.is_regular_file() || relative.rfind("stages", 0) == 0 || entry.path().extension() != ".png") continue;
+    ++files;
+    EXPECT_EQ(ReadText(entry.path().string()), ReadText(resumed + "/" + relative)) << relative;
+  }
+  EXPECT_GT(files, 100u);
+  std::filesystem::remove_all(whole);
+  std::filesystem::remove_all(resumed);
+}
+
+TEST(CliAtlasTest, PlainImageFolderAndBadRequests) {
+  const std::string out = TempDir("atlas_plain");
+  const std::string model = " --device cpu --model " + std::string(CNNVIZ_SOURCE_DIR) + "/models/tinycnn.pt";
+  Result result = RunCli("atlas -q" + model + " --dataset " + test::Fixture("concepts") + "/images --layers conv3 " +
+                         "--images 30 --steps 8 --diversity 1 --samples 100 --grid 3 --inversions 0 --classes none --out " + out);
+  ASSERT_EQ(result.code, 0) << result.out;
+  const nlohmann::json atlas = CheckAtlasFolder(out);
+  EXPECT_EQ(atlas["dataset"]["kind"], "images");
+  EXPECT_EQ(atlas["dataset"]["images"], 30);
+  EXPECT_TRUE(atlas["network"]["concepts_by_layer"].is_null());
+  EXPECT_TRUE(atlas["network"]["inversions"].is_null());
+  EXPECT_TRUE(atlas["layers"][0]["detectors"].is_null());
+  EXPECT_EQ(atlas["layers"][0]["units"][0]["label"], "");
+  EXPECT_FALSE(atlas["warnings"].empty());
+  const std::string dataset = " --dataset " + test::Fixture("concepts");
+  ExpectOneLineError("atlas" + model + dataset + " --grid 0 --out " + out, 2, "--grid");
+  ExpectOneLineError("atlas" + model + dataset + " --classes 12 --out " + out, 2, "class 12 is out of range");
+  ExpectOneLineError("atlas" + model + dataset + " --layers classifier --out " + out, 2, "no spatial extent");
+  ExpectOneLineError("atlas" + model + " --dataset /nonexistent/folder --out " + out, 3, "/nonexistent/folder");
+  std::filesystem::remove_all(out);
 }
 
 }  // namespace

@@ -25,24 +25,12 @@
 #include "cnnviz/options_json.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
+#include "cnnviz/viewer.h"
 
 namespace cnnviz::app {
 using nlohmann::json;
 
 namespace {
-
-std::string HtmlEscape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else if (c == '\'') out += "&#39;";
-    else out.push_back(c);
-  }
-  return out;
-}
 
 // NetDissect-Lite's tally.csv: unit, category, label, score, then per category
 // <cat>-label, <cat>-truth, <cat>-activation, <cat>-intersect, <cat>-iou, with one column added after
@@ -183,15 +171,6 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   const InputSpec& spec = model->input_spec();
 
   json layers = json::array();
-  std::ostringstream html;
-  html << "<!doctype html><html><head><meta charset=\"utf-8\"><title>cnnviz dissect</title><style>"
-          "body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
-          "img.strip{max-width:100%}</style></head><body><h1>Network dissection</h1><p>Model "
-       << HtmlEscape(model->path()) << ", dataset " << HtmlEscape(root) << ", " << result.images << " images, "
-       << (m.thresholds.empty() ? "quantile " + PythonFloat(m.quantile) : std::string("thresholds given"))
-       << ", IoU threshold " << m.iou_threshold << ".</p><p>Units are numbered by channel from 0, as --units "
-       << "takes them and the figures are named; tally.csv's <code>unit</code> column is 1-based (as "
-          "NetDissect-Lite) and its <code>channel</code> column 0-based.</p>";
   for (const LayerDissection& layer : result.layers) {
     const std::string shown_name = DisplayLayer(probe, layer.name);
     const std::string folder = SafeFileName(shown_name);
@@ -210,17 +189,10 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
     WritePng(out.File(folder + "/detectors.png"),
              BarChart(shown_name + ": " + std::to_string(layer.detectors) + " detectors", bars, categories));
 
-    html << "<h2>" << HtmlEscape(shown_name) << "</h2><p>" << layer.detectors << " of " << layer.units.size()
-         << " units are detectors (IoU &gt; " << m.iou_threshold << "). <a href=\"" << folder
-         << "/tally.csv\">tally.csv</a></p><table><tr><th>category</th><th>detectors</th><th>unique concepts</th></tr>";
     json summary = json::object();
     for (size_t c = 0; c < categories.size(); ++c) {
       summary[categories[c]] = {{"detectors", layer.detectors_per_category[c]}, {"unique_concepts", layer.unique_concepts[c]}};
-      html << "<tr><td>" << HtmlEscape(categories[c]) << "</td><td>" << layer.detectors_per_category[c] << "</td><td>"
-           << layer.unique_concepts[c] << "</td></tr>";
     }
-    html << "</table><img src=\"" << folder << "/detectors.png\"><table><tr><th>unit (channel)</th><th>label</th>"
-         << "<th>category</th><th>IoU</th><th>top images (activation &gt; threshold outlined)</th></tr>";
 
     std::vector<const UnitDissection*> order;
     for (const auto& unit : layer.units) order.push_back(&unit);
@@ -251,11 +223,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                        {"best_per_category", best_per_category},
                        {"top_images", top},
                        {"figure", figure}});
-      html << "<tr><td>" << unit->unit << "</td><td>" << HtmlEscape(label) << "</td><td>" << HtmlEscape(category)
-           << "</td><td>" << std::fixed << std::setprecision(3) << unit->best.iou << std::defaultfloat
-           << "</td><td><img class=\"strip\" src=\"" << figure << "\"></td></tr>";
     }
-    html << "</table>";
     if (options.save_arrays) {
       WriteNpy(out.File(folder + "/thresholds.npy"), layer.thresholds);
       WriteNpy(out.File(folder + "/intersection.npy"), layer.intersection);
@@ -264,6 +232,7 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
       WriteNpy(out.File(folder + "/iou.npy"), layer.iou);
     }
     layers.push_back({{"name", layer.name},
+                      {"display", shown_name},
                       {"units_total", layer.units.size()},
                       {"detectors", layer.detectors},
                       {"categories", summary},
@@ -271,8 +240,6 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                       {"chart", folder + "/detectors.png"},
                       {"units", units}});
   }
-  html << "</body></html>\n";
-  WriteFileAtomic(out.File("index.html"), html.str());
 
   json skipped = json::array();
   for (const auto& [index, reason] : result.skipped) skipped.push_back({{"image", source->Name(index)}, {"reason", reason}});
@@ -317,6 +284,9 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
                        {"tally_pass_seconds", result.tally_seconds},
                        {"total_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
   report["layers"] = layers;
+  report["dataset"] = {{"path", root}, {"kind", "broden"}, {"images", result.images}, {"categories", categories}};
+  report["iou_threshold"] = m.iou_threshold;
+  WriteViewer(out, report);
   out.Finish(report);
   Log()->info("wrote {} (open index.html)", options.out);
 }
@@ -368,7 +338,8 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
   command->add_flag("--save-arrays", options->save_arrays,
                     "Also write per layer thresholds, intersection, label_area, activated_area and iou as .npy");
   command->footer(
-      "Outputs in --out: index.html (open it in a browser), report.json (per unit label, category, IoU,\n"
+      "Outputs in --out: index.html (the viewer: open it in a browser; data.js holds the report for it),\n"
+      "report.json (per unit label, category, IoU,\n"
       "threshold, best label per category; per layer detectors and unique concepts per category), and per\n"
       "layer <layer>/tally.csv (NetDissect-Lite columns plus channel), <layer>/detectors.png,\n"
       "<layer>/units/unit_<k>.png. Units are channels numbered from 0 everywhere but tally.csv's unit column\n"

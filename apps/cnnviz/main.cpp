@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cnnviz/actmax_command.h"
+#include "cnnviz/atlas_command.h"
 #include "cnnviz/common.h"
 #include "cnnviz/deconv_command.h"
 #include "cnnviz/dissect_command.h"
@@ -32,7 +33,8 @@ namespace {
 using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::GlobalOptions&);
 const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand,
                                  &cnnviz::app::AddInvertCommand,  &cnnviz::app::AddUpconvCommand,
-                                 &cnnviz::app::AddDeconvCommand,  &cnnviz::app::AddDissectCommand};
+                                 &cnnviz::app::AddDeconvCommand,  &cnnviz::app::AddDissectCommand,
+                                 &cnnviz::app::AddAtlasCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';

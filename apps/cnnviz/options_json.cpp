@@ -30,13 +30,16 @@ json ToJson(const RenderOptions& options) {
 }
 
 json ToJson(const ActMaxOptions& options) {
-  const auto& [layer, units, objective, direction_file, expression, diversity, diversity_weight, batch, param,
-               transforms, render, part, workers, truncate, select_channels, relu_redirect_steps, seed] = options;
+  const auto& [layer, units, objective, direction_file, expression, objectives, diversity, diversity_weight, batch,
+               param, transforms, render, part, workers, truncate, select_channels, relu_redirect_steps, seed] = options;
+  json texts = json::array();
+  for (const Objective& given : objectives) texts.push_back(given.ToString());
   return {{"layer", layer},
           {"units", units},
           {"objective", objective},
           {"direction_file", direction_file},
           {"expression", expression},
+          {"objectives", texts},
           {"diversity", diversity},
           {"diversity_weight", diversity_weight},
           {"batch", batch},
@@ -119,6 +122,28 @@ json ToJson(const DeconvCommandOptions& options) {
           {"units", units_given ? units_text : "all"}, {"rule", rule}, {"dataset", dataset},
           {"image", image},         {"npy_values", npy_values},  {"position", position_text},
           {"out", out},             {"save_arrays", save_arrays}};
+}
+
+json ToJson(const AtlasCommandOptions& options) {
+  const auto& [model, dataset, layers_text, images, steps, top, samples, grid, min_count, diversity, inversions,
+               inversion_steps, classes, batch, decode_threads, restart, out] = options;
+  return {{"model", ToJson(model)},
+          {"dataset", dataset},
+          {"layers", layers_text},
+          {"images", images},
+          {"steps", steps},
+          {"top", top},
+          {"samples", samples},
+          {"grid", grid},
+          {"min_count", min_count},
+          {"diversity", diversity},
+          {"inversions", inversions},
+          {"inversion_steps", inversion_steps},
+          {"classes", classes},
+          {"batch", batch},
+          {"decode_threads", decode_threads},
+          {"restart", restart},
+          {"out", out}};
 }
 
 json ToJson(const DissectCommandOptions& options) {

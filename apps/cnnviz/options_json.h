@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnnviz/actmax_command.h"
+#include "cnnviz/atlas_command.h"
 #include "cnnviz/deconv_command.h"
 #include "cnnviz/dissect_command.h"
 #include "cnnviz/invert_command.h"
@@ -24,6 +25,7 @@ nlohmann::json ToJson(const BrodenOptions& options);
 nlohmann::json ToJson(const InversionOptions& options);
 
 nlohmann::json ToJson(const ActMaxCommandOptions& options);
+nlohmann::json ToJson(const AtlasCommandOptions& options);
 nlohmann::json ToJson(const DeconvCommandOptions& options);
 nlohmann::json ToJson(const DissectCommandOptions& options);
 nlohmann::json ToJson(const InvertCommandOptions& options);

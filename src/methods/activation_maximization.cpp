@@ -39,6 +39,13 @@ std::vector<Element> BuildElements(const ActMaxOptions& options, const Probe& pr
       elements.push_back(element);
     }
   };
+  if (!options.objectives.empty()) {
+    for (size_t i = 0; i < options.objectives.size(); ++i) {
+      CheckObjective(options.objectives[i], probe);
+      add_copies(options.objectives[i], "objective " + std::to_string(i), options.layer, static_cast<int64_t>(i));
+    }
+    return elements;
+  }
   if (!options.expression.empty()) {
     Objective objective = ParseObjective(options.expression);
     CheckObjective(objective, probe);
@@ -126,7 +133,7 @@ std::optional<int64_t> OnlyChannel(const Objective& objective, const std::string
 
 void ActMaxOptions::Check() const {
   if (relu_redirect_steps < 0) throw UsageError("--relu-redirect-steps must be >= 0");
-  if (expression.empty()) {
+  if (expression.empty() && objectives.empty()) {
     if (objective != "channel" && objective != "neuron" && objective != "class" && objective != "direction") {
       throw UsageError("--objective must be channel, neuron, class or direction, not '" + objective + "'");
     }
@@ -141,7 +148,7 @@ void ActMaxOptions::Check() const {
   if (batch < 1) throw UsageError("--batch must be at least 1");
   if (part < -1) throw UsageError("--part must be -1 (automatic), 0 (the whole batch) or positive");
   if (workers < 0) throw UsageError("--workers must be 0 (automatic) or positive");
-  if (diversity > 1 && layer.empty() && expression.empty()) throw UsageError("--diversity needs --layer");
+  if (diversity > 1 && layer.empty() && expression.empty() && objectives.empty()) throw UsageError("--diversity needs --layer");
   param.Check();
   render.Check();
   ParseTransforms(transforms);

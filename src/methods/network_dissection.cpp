@@ -330,7 +330,7 @@ void DissectionOptions::Check() const {
 }
 
 DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
-                                        const Progress& progress) const {
+                                        const Progress& progress, const std::vector<ScanConsumer*>& consumers) const {
   options.Check();
   const Model& model = probe_.model();
   const InputSpec& spec = model.input_spec();
@@ -379,6 +379,13 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     thresholds.push_back(at::tensor(down, at::kFloat));
   }
 
+  {
+    std::vector<ScanLayer> scan_layers;
+    for (size_t l = 0; l < names.size(); ++l) {
+      scan_layers.push_back({names[l], infos[l]->units, infos[l]->shape[2], infos[l]->shape[3]});
+    }
+    for (ScanConsumer* consumer : consumers) consumer->Begin(scan_layers, total);
+  }
   // Pass 1: exact thresholds and top images.
   auto start = std::chrono::steady_clock::now();
   std::vector<TopValues> tops(names.size());
@@ -428,6 +435,8 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
           std::vector<std::vector<SparseMaps>> entries(images.size());
           int64_t batch_bytes = 0;
           const bool caching = cache_bytes < cache_limit;
+          ScanBatch scan;
+          scan.images.assign(images.begin(), images.end());
           for (size_t l = 0; l < names.size(); ++l) {
             const at::Tensor& maps = layer_maps[l];  // [B, h, w, K]
             const int64_t units = maps.size(3), positions = maps.size(1) * maps.size(2);
@@ -435,6 +444,16 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
             const auto [maxima, argmax] = detail::ChannelMaxima(flat);
             tops[l].Update(flat, maxima);
             top_images[l].Update(flat.transpose(1, 2), indices, options.top_images, maxima, argmax);
+            scan.maps.push_back(flat);
+            scan.maxima.push_back(maxima);
+            scan.argmax.push_back(argmax);
+          }
+          for (ScanConsumer* consumer : consumers) consumer->Consume(scan);
+          for (size_t l = 0; l < names.size(); ++l) {
+            const at::Tensor& maps = layer_maps[l];  // [B, h, w, K]
+            const int64_t units = maps.size(3), positions = maps.size(1) * maps.size(2);
+            const at::Tensor flat = scan.maps[l];
+            const at::Tensor& maxima = scan.maxima[l];
             if (!caching) continue;
             const at::Tensor floor = Margin(tops[l].LowerBound());
             const at::Tensor may = maxima >= floor.unsqueeze(0);  // [B, K]
@@ -569,13 +588,21 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       std::vector<int64_t> uncached_images;
       for (size_t b : uncached) uncached_images.push_back(static_cast<int64_t>(batch.samples[b].index));
       const at::Tensor indices = at::tensor(uncached_images, at::kLong);
+      ScanBatch scan;
+      scan.images = uncached_images;
       for (size_t l = 0; l < dense.size(); ++l) {
         const at::Tensor& layer = dense[l];
         const at::Tensor flat = layer.view({layer.size(0), -1, layer.size(3)});
         const auto [maxima, argmax] = detail::ChannelMaxima(flat);
         for (size_t j = 0; j < uncached.size(); ++j) (*maps)[uncached[j]][l].peaks = maxima[static_cast<int64_t>(j)];
-        // With given thresholds this is the only pass: it also keeps the top images.
+        // With given thresholds this is the only pass: it also keeps the top images and feeds consumers.
         if (given) top_images[l].Update(flat.transpose(1, 2), indices, options.top_images, maxima, argmax);
+        scan.maps.push_back(flat);
+        scan.maxima.push_back(maxima);
+        scan.argmax.push_back(argmax);
+      }
+      if (given && !uncached_images.empty()) {
+        for (ScanConsumer* consumer : consumers) consumer->Consume(scan);
       }
       // Label areas do not depend on the layer: one sum per batch.
       {

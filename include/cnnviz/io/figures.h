@@ -21,4 +21,17 @@ struct Bar {
 // Horizontal bar chart, one row per bar in the given order, with a title. Returns [3,H,W] in [0,1].
 at::Tensor BarChart(const std::string& title, const std::vector<Bar>& bars, const std::vector<std::string>& groups);
 
+// One line of a LineChart: a value per x position (NaN = no point), coloured by `group`.
+struct Series {
+  std::string name;
+  std::vector<double> values;
+  int group = 0;
+};
+
+// Line chart of several series over named x positions (layers by depth), with the title, a legend, the
+// y axis from 0 (or the smallest value, when negative) to the largest value with its label, and every
+// point's value written beside it. Returns [3,H,W] in [0,1].
+at::Tensor LineChart(const std::string& title, const std::vector<std::string>& x_labels,
+                     const std::vector<Series>& series, const std::string& y_label);
+
 }  // namespace cnnviz

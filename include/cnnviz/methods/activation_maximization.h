@@ -37,6 +37,10 @@ struct ActMaxOptions {
   // An objective expression (see cnnviz/optvis/objective.h) optimized as one image (times diversity);
   // replaces layer/units/objective when non-empty.
   std::string expression;
+  // For programs (the atlas's cells): one image per objective (times `diversity`), in place of
+  // objective/units/expression; UnitImage::unit is the objective's index. `layer`, when set, is the
+  // layer the diversity term reads.
+  std::vector<Objective> objectives;
   // Images per unit; with more than 1, Olah's diversity penalty on `layer` pushes them apart. Default 1.
   int64_t diversity = 1;
   // Weight of the diversity penalty, relative to the objective: each copy maximizes objective −

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cnnviz/data/segmentation_source.h"
+#include "cnnviz/methods/dataset_scan.h"
 #include "cnnviz/model/probe.h"
 
 namespace cnnviz {
@@ -113,8 +114,10 @@ class NetworkDissection {
   explicit NetworkDissection(const Probe& probe) : probe_(probe) {}
   // (pass 1 or 2, images done, images total)
   using Progress = std::function<void(int, size_t, size_t)>;
+  // `consumers` read the maps of the pass that runs the network on every image (the first; the only
+  // one when thresholds are given): the shared dataset pass (dataset_scan.h).
   DissectionResult Run(const SegmentationSource& source, const DissectionOptions& options,
-                       const Progress& progress = nullptr) const;
+                       const Progress& progress = nullptr, const std::vector<ScanConsumer*>& consumers = {}) const;
 
   // For figures: unit `unit`'s mask on its `rank`-th top image at height x width (its map upsampled
   // bilinearly, then > threshold), from the maps kept in the first pass.

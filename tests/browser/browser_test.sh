@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The viewer in a real browser (ctest label "browser"): makes a dissection report and an atlas with the
+# cnnviz binary, then loads their network, layer and unit pages in headless Chromium (check_pages.py):
+# no console errors, every image loads, sorting a layer page by IoU reorders its rows. Skips (exit 77)
+# where no Chromium is installed.
+#   browser_test.sh CNNVIZ_BINARY FIXTURE_DIR WORK_DIR
+set -euo pipefail
+cnnviz=$1 fixtures=$2 work=$3
+here=$(cd "$(dirname "$0")" && pwd)
+python=/usr/bin/python3
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "SKIP: no chromium"
+  exit 77
+fi
+rm -rf "$work"
+mkdir -p "$work"
+export OMP_NUM_THREADS=1
+"$cnnviz" dissect -q --device cpu --model "$fixtures/planted.pt" --dataset "$fixtures/concepts" --layers relu \
+  --out "$work/dissect"
+"$cnnviz" atlas -q --device cpu --model "$here/../../models/tinycnn.pt" --dataset "$fixtures/concepts" \
+  --layers conv2,conv4 --images 40 --steps 12 --diversity 2 --samples 200 --grid 5 --inversions 1 --inversion-steps 10 \
+  --out "$work/atlas"
+"$python" "$here/make_fake_atlas.py" "$work/fake" >/dev/null
+status=0
+for folder in dissect atlas fake; do
+  echo "== $folder"
+  "$python" "$here/check_pages.py" "$work/$folder" || status=1
+done
+exit $status
