@@ -16,12 +16,13 @@ struct AtlasCommandOptions {
   std::string dataset = "dataset/concepts";  // --dataset: Broden root (dissection) or plain image folder
   std::string layers_text = "aliases";       // --layers: aliases | all-conv | a,b,c
   int64_t images = 1000;       // --images: dataset images used (0 = all)
-  int64_t steps = 256;         // --steps: activation-maximization steps (units, cells, classes)
+  int64_t steps = 128;         // --steps: activation-maximization steps (units, cells, classes)
   int64_t top = 4;             // --top: dataset images per unit
-  int64_t samples = 2000;      // --samples: activation vectors per layer for its activation atlas (0 = none)
+  int64_t samples = 1000;      // --samples: activation vectors per layer for its activation atlas (0 = none)
   int64_t grid = 10;           // --grid: activation-atlas cells per side
   int64_t min_count = 3;       // --min-count: samples a cell needs to be drawn
   int64_t diversity = 2;       // --diversity: activation-maximization images per unit (copies pushed apart)
+  int64_t max_units = 0;       // --max-units: actmax and projections for units 0..N-1 of each layer (0 = all)
   int64_t inversions = 2;      // --inversions: sample images inverted at every layer (0 = none)
   int64_t inversion_steps = 200;  // --inversion-steps
   std::string classes = "all";    // --classes: all | none | k,k,... (class-model images, classifiers only)

@@ -125,8 +125,8 @@ json ToJson(const DeconvCommandOptions& options) {
 }
 
 json ToJson(const AtlasCommandOptions& options) {
-  const auto& [model, dataset, layers_text, images, steps, top, samples, grid, min_count, diversity, inversions,
-               inversion_steps, classes, batch, decode_threads, restart, out] = options;
+  const auto& [model, dataset, layers_text, images, steps, top, samples, grid, min_count, diversity, max_units,
+               inversions, inversion_steps, classes, batch, decode_threads, restart, out] = options;
   return {{"model", ToJson(model)},
           {"dataset", dataset},
           {"layers", layers_text},
@@ -137,6 +137,7 @@ json ToJson(const AtlasCommandOptions& options) {
           {"grid", grid},
           {"min_count", min_count},
           {"diversity", diversity},
+          {"max_units", max_units},
           {"inversions", inversions},
           {"inversion_steps", inversion_steps},
           {"classes", classes},

@@ -44,7 +44,10 @@ at::Tensor ConditionalAffinities(const at::Tensor& d, double perplexity) {
     const at::Tensor entropy = at::log(sum) + beta * (shifted * p).sum(1, true) / sum;
     p = p / sum;
     const at::Tensor diff = entropy - target;
-    if (diff.abs().max().item<double>() < 1e-5) break;
+    // Done: every row at its perplexity, or unable to get there (a row of identical points keeps the
+    // entropy of their count however large beta grows; a bracket that has collapsed).
+    const at::Tensor done = (diff.abs() < 1e-5) | (beta > 1e20) | ((high - low) < beta * 1e-12);
+    if (done.all().item<bool>()) break;
     // Entropy too high: the precision must grow.
     const at::Tensor up = diff > 0;
     low = at::where(up, beta, low);
@@ -84,14 +87,22 @@ at::Tensor Tsne(const at::Tensor& points, const TsneOptions& options) {
   at::Tensor update = at::zeros_like(y), gains = at::ones_like(y);
   const at::Tensor diagonal = at::eye(n, at::kFloat).to(at::kBool);
   constexpr int64_t kSwitch = 250;
+  at::Tensor num = at::empty({n, n}, at::kFloat), w = at::empty({n, n}, at::kFloat);
   for (int64_t iteration = 0; iteration < options.iterations; ++iteration) {
     const double exaggeration = iteration < kSwitch ? 12.0 : 1.0;
     const double momentum = iteration < kSwitch ? 0.5 : 0.8;
-    at::Tensor num = 1 / (1 + SquaredDistances(y));
+    // num = 1 / (1 + |y_i - y_j|^2), off the diagonal; w = (p - q) num with q = num / sum(num). In place:
+    // the N x N buffers are the cost (the reference code's gradient, q unclamped there as here).
+    const at::Tensor norms = y.pow(2).sum(1);
+    at::mm_out(num, y, y.t());
+    num.mul_(-2).add_(norms.unsqueeze(1)).add_(norms.unsqueeze(0)).clamp_min_(0).add_(1).reciprocal_();
     num.masked_fill_(diagonal, 0);
-    const at::Tensor q = (num / num.sum()).clamp_min(1e-12);
-    const at::Tensor w = (p * exaggeration - q) * num;
-    const at::Tensor gradient = w.sum(1, true) * y - at::mm(w, y);
+    const double total = num.sum().item<double>();
+    at::mul_out(w, num, -1.0 / total);
+    w.add_(p, exaggeration).mul_(num);
+    // w is symmetric, so w y = (y^T w)^T: the wide product is 3x faster than the skinny one with a
+    // reference BLAS (Debian's: 14 ms against 4.7 ms at N = 2000).
+    const at::Tensor gradient = w.sum(1, true) * y - at::mm(y.t().contiguous(), w).t();
     const at::Tensor same_sign = (gradient > 0) == (update > 0);
     gains = at::where(same_sign, gains * 0.8, gains + 0.2).clamp_min(0.01);
     update = momentum * update - options.learning_rate * gains * gradient;
