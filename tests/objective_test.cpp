@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/function.h>
 
 #include <cmath>
+#include <map>
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/optvis/objective.h"
@@ -19,19 +20,19 @@ TEST(ObjectiveTest, ParsesLucidStyleSums) {
   EXPECT_EQ(objective.terms[0].unit, 42);
   EXPECT_DOUBLE_EQ(objective.terms[1].weight, 0.5);
   EXPECT_EQ(objective.terms[1].layer, "conv4");
-  EXPECT_EQ(objective.terms[2].kind, ObjectiveTerm::Kind::kTotalVariation);
+  EXPECT_EQ(objective.terms[2].kind, "tv");
   EXPECT_DOUBLE_EQ(objective.terms[2].weight, -1.0);
   EXPECT_EQ(objective.ToString(), "conv5:42 + 0.5*conv4:7 - tv");
 }
 
 TEST(ObjectiveTest, NeuronsClassesAndModulePaths) {
   const Objective objective = ParseObjective("-2*layer4.1.conv2:3@1,2 + class:7 + relu#1:0");
-  EXPECT_EQ(objective.terms[0].kind, ObjectiveTerm::Kind::kNeuron);
+  EXPECT_EQ(objective.terms[0].kind, "neuron");
   EXPECT_EQ(objective.terms[0].layer, "layer4.1.conv2");
   EXPECT_EQ(objective.terms[0].y, 1);
   EXPECT_EQ(objective.terms[0].x, 2);
   EXPECT_DOUBLE_EQ(objective.terms[0].weight, -2.0);
-  EXPECT_EQ(objective.terms[1].kind, ObjectiveTerm::Kind::kClass);
+  EXPECT_EQ(objective.terms[1].kind, "class");
   EXPECT_EQ(objective.terms[1].unit, 7);
   EXPECT_EQ(objective.terms[2].layer, "relu#1");
   EXPECT_EQ(ParseObjective(objective.ToString()).ToString(), objective.ToString());
@@ -41,6 +42,30 @@ TEST(ObjectiveTest, NeuronsClassesAndModulePaths) {
   EXPECT_EQ(numeric.terms[0].layer, "2");
   EXPECT_EQ(numeric.ToString(), "1*2:3 - 1*0:1@0,0");
   EXPECT_EQ(ParseObjective(numeric.ToString()).ToString(), numeric.ToString());
+}
+
+// Every term kind comes from the registry: its text parses to it and prints back, and --help lists it.
+TEST(ObjectiveTest, RegistryDrivesParsingPrintingAndHelp) {
+  const std::map<std::string, std::string> samples = {{"channel", "conv5:3"}, {"neuron", "conv5:3@1,2"},
+                                                      {"class", "class:7"}, {"tv", "tv"}, {"l2", "l2"},
+                                                      {"alpha", "alpha"}};
+  const std::string help = ObjectiveHelp();
+  for (const ObjectiveKind& kind : ObjectiveKinds()) {
+    EXPECT_NE(help.find(kind.syntax), std::string::npos) << kind.name;
+    EXPECT_TRUE(kind.format != nullptr) << kind.name;
+    EXPECT_TRUE(kind.gathered_channel_mean || kind.evaluate != nullptr) << kind.name;
+    const auto sample = samples.find(kind.name);
+    if (sample == samples.end()) continue;  // direction reads a file: ParsesDirectionFiles
+    const Objective parsed = ParseObjective(sample->second);
+    ASSERT_EQ(parsed.terms.size(), 1u);
+    EXPECT_EQ(parsed.terms[0].kind, kind.name);
+    EXPECT_EQ(parsed.ToString(), sample->second);
+  }
+  EXPECT_EQ(samples.size() + 1, ObjectiveKinds().size());
+  // A keyword with an opener is a keyword only with it: "dir:3" is unit 3 of a layer named dir.
+  EXPECT_EQ(ParseObjective("dir:3").terms[0].kind, "channel");
+  EXPECT_EQ(ParseObjective("dir:3").terms[0].layer, "dir");
+  EXPECT_THROW(FindObjectiveKind("nope"), UsageError);
 }
 
 TEST(ObjectiveTest, SyntaxErrorsNameThePosition) {

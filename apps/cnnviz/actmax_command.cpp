@@ -207,7 +207,8 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
       ->capture_default_str();
   command->add_option("--direction", m.direction_file, "For --objective direction: text file, one number per unit");
   command->add_option("--expr", m.expression,
-                      "Objective expression, e.g. \"conv5:42 + 0.5*conv4:7 - 0.05*tv\" (replaces --layer/--units)");
+                      "Objective expression: weighted terms joined by + and -, e.g. \"conv5:42 + 0.5*conv4:7 - 0.05*tv\" "
+                      "(replaces --layer/--units). Terms:\n" + ObjectiveHelp());
   command->add_option("--steps", m.render.steps, "Optimization steps")->capture_default_str();
   command->add_option("--lr", m.render.learning_rate, "Adam learning rate")->capture_default_str();
   command->add_option("--size", m.param.height, "Image side in pixels")->capture_default_str();

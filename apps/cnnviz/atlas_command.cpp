@@ -629,7 +629,7 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
         means.push_back(mean);
         Objective objective;
         ObjectiveTerm term;
-        term.kind = ObjectiveTerm::Kind::kDirection;
+        term.kind = "direction";
         term.layer = layers[l];
         term.path = "cell mean";
         term.direction = mean / mean.norm().clamp_min(1e-12);

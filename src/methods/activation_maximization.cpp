@@ -58,7 +58,7 @@ std::vector<Element> BuildElements(const ActMaxOptions& options, const Probe& pr
     for (int64_t unit : units) {
       Objective objective;
       ObjectiveTerm term;
-      term.kind = ObjectiveTerm::Kind::kClass;
+      term.kind = "class";
       term.unit = unit;
       objective.terms.push_back(term);
       add_copies(objective, objective.ToString(), "", unit);
@@ -78,9 +78,9 @@ std::vector<Element> BuildElements(const ActMaxOptions& options, const Probe& pr
     ObjectiveTerm term;
     term.layer = options.layer;
     term.unit = unit;
-    if (options.objective == "neuron") term.kind = ObjectiveTerm::Kind::kNeuron;
+    if (options.objective == "neuron") term.kind = "neuron";
     if (options.objective == "direction") {
-      term.kind = ObjectiveTerm::Kind::kDirection;
+      term.kind = "direction";
       term.path = options.direction_file;
       term.direction = direction;
       term.unit = 0;
@@ -98,7 +98,7 @@ int64_t CheckClasses(const std::vector<Element>& elements, const Probe& probe, c
   const int64_t classes = logits.size(1);
   for (const auto& element : elements) {
     for (const auto& term : element.objective.terms) {
-      if (term.kind == ObjectiveTerm::Kind::kClass && (term.unit < 0 || term.unit >= classes)) {
+      if (FindObjectiveKind(term.kind).reads == TermReads::kOutput && (term.unit < 0 || term.unit >= classes)) {
         throw UsageError("class " + std::to_string(term.unit) + " is out of range (the model has " +
                          std::to_string(classes) + " outputs: 0-" + std::to_string(classes - 1) + ")");
       }
@@ -112,15 +112,12 @@ int64_t CheckClasses(const std::vector<Element>& elements, const Probe& probe, c
 std::optional<int64_t> OnlyChannel(const Objective& objective, const std::string& layer) {
   std::optional<int64_t> channel;
   for (const ObjectiveTerm& term : objective.terms) {
-    switch (term.kind) {
-      case ObjectiveTerm::Kind::kChannel:
-      case ObjectiveTerm::Kind::kNeuron:
+    switch (FindObjectiveKind(term.kind).reads) {
+      case TermReads::kChannel:
         if (term.layer != layer || (channel && *channel != term.unit)) return std::nullopt;
         channel = term.unit;
         break;
-      case ObjectiveTerm::Kind::kTotalVariation:
-      case ObjectiveTerm::Kind::kL2:
-      case ObjectiveTerm::Kind::kAlphaNorm:
+      case TermReads::kImage:
         break;
       default:
         return std::nullopt;
@@ -237,7 +234,7 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
       if (select) {  // the selected tap holds the element's channel as channel 0
         channels.push_back(own_channel[i]);
         for (auto& term : objectives.back().terms) {
-          if (term.kind == ObjectiveTerm::Kind::kChannel || term.kind == ObjectiveTerm::Kind::kNeuron) term.unit = 0;
+          if (FindObjectiveKind(term.kind).reads == TermReads::kChannel) term.unit = 0;
         }
       }
     }

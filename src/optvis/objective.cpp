@@ -15,7 +15,7 @@ namespace {
 
 constexpr double kAlpha = 6.0;  // Mahendran & Vedaldi's alpha-norm exponent
 
-class Parser {
+class Parser : public TermParser {
  public:
   explicit Parser(const std::string& text) : text_(text) {}
 
@@ -41,15 +41,15 @@ class Parser {
     return objective;
   }
 
- private:
-  [[noreturn]] void Fail(const std::string& what) const {
+ public:
+  [[noreturn]] void Fail(const std::string& what) const override {
     throw UsageError("objective '" + text_ + "': " + what + " at position " + std::to_string(pos_ + 1));
   }
   bool AtEnd() const { return pos_ >= text_.size(); }
   void SkipSpace() {
     while (!AtEnd() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
   }
-  bool Accept(char c) {
+  bool Accept(char c) override {
     SkipSpace();
     if (!AtEnd() && text_[pos_] == c) {
       ++pos_;
@@ -57,7 +57,7 @@ class Parser {
     }
     return false;
   }
-  void Expect(char c) {
+  void Expect(char c) override {
     if (!Accept(c)) Fail(std::string("expected '") + c + "'");
   }
   bool StartsNumber() const {
@@ -75,7 +75,7 @@ class Parser {
     pos_ += used;
     return value;
   }
-  int64_t Integer() {
+  int64_t Integer() override {
     SkipSpace();
     const size_t start = pos_;
     while (!AtEnd() && std::isdigit(static_cast<unsigned char>(text_[pos_]))) ++pos_;
@@ -84,7 +84,7 @@ class Parser {
     return std::stoll(text_.substr(start, pos_ - start));
   }
   // Layer names: module paths and aliases, e.g. "layer4.1.conv2", "features.10", "relu#1".
-  std::string Name() {
+  std::string Name() override {
     SkipSpace();
     const size_t start = pos_;
     while (!AtEnd() && (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_' ||
@@ -94,7 +94,7 @@ class Parser {
     if (start == pos_) Fail("expected a layer name");
     return text_.substr(start, pos_ - start);
   }
-  std::string Path() {
+  std::string Path() override {
     SkipSpace();
     const size_t start = pos_;
     while (!AtEnd() && text_[pos_] != ')') ++pos_;
@@ -116,41 +116,43 @@ class Parser {
     return term;
   }
 
+  // A keyword kind ("class:7", "dir(...)", "tv"), else LAYER ':' UNIT with an optional marker.
   ObjectiveTerm Atom() {
     ObjectiveTerm term;
+    const size_t start = pos_;
     const std::string name = Name();
-    if (name == "tv" || name == "l2" || name == "alpha") {
-      term.kind = name == "tv" ? ObjectiveTerm::Kind::kTotalVariation
-                               : (name == "l2" ? ObjectiveTerm::Kind::kL2 : ObjectiveTerm::Kind::kAlphaNorm);
+    // Keywords: a bare word ("tv") or a word and its opening character ("class:", "dir("), which then
+    // must follow ("dir:3" is unit 3 of a layer called dir).
+    for (const ObjectiveKind& kind : ObjectiveKinds()) {
+      const std::string& keyword = kind.keyword;
+      if (keyword.empty()) continue;
+      const bool opener = !std::isalnum(static_cast<unsigned char>(keyword.back()));
+      if (keyword.substr(0, keyword.size() - (opener ? 1 : 0)) != name) continue;
+      if (opener && !Accept(keyword.back())) continue;
+      term.kind = kind.name;
+      if (kind.parse) kind.parse(*this, term);
       return term;
     }
-    if (name == "dir" && Accept('(')) {
-      term.kind = ObjectiveTerm::Kind::kDirection;
-      term.layer = Name();
-      Expect(',');
-      term.path = Path();
-      Expect(')');
-      term.direction = ReadDirection(term.path);
-      return term;
-    }
+    (void)start;
     Expect(':');
-    if (name == "class") {
-      term.kind = ObjectiveTerm::Kind::kClass;
-      term.unit = Integer();
-      return term;
-    }
     term.layer = name;
     term.unit = Integer();
-    if (Accept('@')) {
-      term.kind = ObjectiveTerm::Kind::kNeuron;
-      term.y = Integer();
-      Expect(',');
-      term.x = Integer();
+    term.kind = "channel";
+    for (const ObjectiveKind& kind : ObjectiveKinds()) {
+      if (!kind.keyword.empty() || kind.marker == '\0' || !Accept(kind.marker)) continue;
+      term.kind = kind.name;
+      if (kind.parse) kind.parse(*this, term);
+      break;
     }
     return term;
   }
 
-  static at::Tensor ReadDirection(const std::string& path) {
+ private:
+  const std::string& text_;
+  size_t pos_ = 0;
+};
+
+at::Tensor ReadDirection(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw InputError("direction file '" + path + "' cannot be read");
     std::vector<double> values;
@@ -170,11 +172,7 @@ class Parser {
     }
     if (values.empty()) throw InputError("direction file '" + path + "' holds no numbers");
     return at::tensor(values, at::kFloat);
-  }
-
-  const std::string& text_;
-  size_t pos_ = 0;
-};
+}
 
 std::string FormatWeight(double weight) {
   std::ostringstream out;
@@ -188,36 +186,14 @@ std::string Objective::ToString() const {
   std::string text;
   for (size_t i = 0; i < terms.size(); ++i) {
     const ObjectiveTerm& term = terms[i];
+    const ObjectiveKind& kind = FindObjectiveKind(term.kind);
     text += i == 0 ? (term.weight < 0 ? "-" : "") : (term.weight < 0 ? " - " : " + ");
     // A weight of 1 is implied, unless the layer's name starts like a number ("0:3", a Sequential's
     // child): then "1*" keeps the text parseable.
-    const bool numeric_name = !term.layer.empty() && (term.kind == ObjectiveTerm::Kind::kChannel ||
-                                                      term.kind == ObjectiveTerm::Kind::kNeuron) &&
+    const bool numeric_name = !term.layer.empty() && kind.keyword.empty() &&
                               (std::isdigit(static_cast<unsigned char>(term.layer[0])) || term.layer[0] == '.');
     if (std::abs(term.weight) != 1.0 || numeric_name) text += FormatWeight(term.weight) + "*";
-    switch (term.kind) {
-      case ObjectiveTerm::Kind::kChannel:
-        text += term.layer + ":" + std::to_string(term.unit);
-        break;
-      case ObjectiveTerm::Kind::kNeuron:
-        text += term.layer + ":" + std::to_string(term.unit) + "@" + std::to_string(term.y) + "," + std::to_string(term.x);
-        break;
-      case ObjectiveTerm::Kind::kClass:
-        text += "class:" + std::to_string(term.unit);
-        break;
-      case ObjectiveTerm::Kind::kDirection:
-        text += "dir(" + term.layer + "," + term.path + ")";
-        break;
-      case ObjectiveTerm::Kind::kTotalVariation:
-        text += "tv";
-        break;
-      case ObjectiveTerm::Kind::kL2:
-        text += "l2";
-        break;
-      case ObjectiveTerm::Kind::kAlphaNorm:
-        text += "alpha";
-        break;
-    }
+    text += kind.format(term);
   }
   return text;
 }
@@ -229,19 +205,14 @@ Objective ParseObjective(const std::string& text) {
 
 void CheckObjective(const Objective& objective, const Probe& probe) {
   for (const ObjectiveTerm& term : objective.terms) {
+    const ObjectiveKind& kind = FindObjectiveKind(term.kind);
     if (term.layer.empty()) continue;
     const LayerInfo& layer = probe.FindUnits(term.layer);
     if (term.unit < 0 || term.unit >= layer.units) {
       throw UsageError("unit " + std::to_string(term.unit) + " is out of range for layer '" + term.layer + "' (" +
                        std::to_string(layer.units) + " units: 0-" + std::to_string(layer.units - 1) + ")");
     }
-    if (term.kind == ObjectiveTerm::Kind::kDirection && term.direction.numel() != layer.units) {
-      throw UsageError("direction '" + term.path + "' has " + std::to_string(term.direction.numel()) +
-                       " values but layer '" + term.layer + "' has " + std::to_string(layer.units) + " units");
-    }
-    if (term.kind == ObjectiveTerm::Kind::kNeuron && layer.shape.size() != 4) {
-      throw UsageError("layer '" + term.layer + "' has no spatial extent: use a channel objective");
-    }
+    if (kind.check) kind.check(term, layer);
   }
 }
 
@@ -250,7 +221,7 @@ std::vector<std::string> LayersOf(const std::vector<Objective>& objectives, bool
   *needs_output = false;
   for (const auto& objective : objectives) {
     for (const auto& term : objective.terms) {
-      if (term.kind == ObjectiveTerm::Kind::kClass) *needs_output = true;
+      if (FindObjectiveKind(term.kind).reads == TermReads::kOutput) *needs_output = true;
       if (!term.layer.empty() && std::find(layers.begin(), layers.end(), term.layer) == layers.end()) {
         layers.push_back(term.layer);
       }
@@ -259,62 +230,33 @@ std::vector<std::string> LayersOf(const std::vector<Objective>& objectives, bool
   return layers;
 }
 
+const at::Tensor& TermInputs::Tap(const std::string& layer) const {
+  const auto it = std::find(layers.begin(), layers.end(), layer);
+  return taps.at(static_cast<size_t>(it - layers.begin()));
+}
+
 at::Tensor EvaluateObjectives(const std::vector<Objective>& objectives, const at::Tensor& image,
                               const std::vector<std::string>& layers, const std::vector<at::Tensor>& taps,
                               const at::Tensor& logits) {
-  using Kind = ObjectiveTerm::Kind;
   const int64_t n = static_cast<int64_t>(objectives.size());
+  const TermInputs inputs{image, layers, taps, logits};
   std::map<std::string, size_t> tap_index;
   for (size_t i = 0; i < layers.size(); ++i) tap_index[layers[i]] = i;
-  // Channel terms are gathered per layer with one indexing op: the common whole-layer case.
+  // Channel means are gathered per layer with one indexing op: the common whole-layer case.
   std::map<size_t, std::tuple<std::vector<int64_t>, std::vector<int64_t>, std::vector<double>>> channel;
   std::vector<at::Tensor> values(n);
-  auto add = [&](int64_t i, const at::Tensor& v) { values[i] = values[i].defined() ? values[i] + v : v; };
   for (int64_t i = 0; i < n; ++i) {
     for (const ObjectiveTerm& term : objectives[i].terms) {
-      const at::Tensor element_image = image[i];
-      switch (term.kind) {
-        case Kind::kChannel: {
-          auto& [rows, units, weights] = channel[tap_index.at(term.layer)];
-          rows.push_back(i);
-          units.push_back(term.unit);
-          weights.push_back(term.weight);
-          break;
-        }
-        case Kind::kNeuron: {
-          const at::Tensor map = taps[tap_index.at(term.layer)][i][term.unit];
-          if (term.y >= map.size(0) || term.x >= map.size(1)) {
-            throw UsageError("neuron " + term.layer + ":" + std::to_string(term.unit) + "@" + std::to_string(term.y) +
-                             "," + std::to_string(term.x) + " is outside the layer's " + std::to_string(map.size(0)) +
-                             "x" + std::to_string(map.size(1)) + " map at this image size");
-          }
-          const int64_t y = term.y < 0 ? map.size(0) / 2 : term.y;
-          const int64_t x = term.x < 0 ? map.size(1) / 2 : term.x;
-          add(i, map[y][x] * term.weight);
-          break;
-        }
-        case Kind::kClass:
-          add(i, logits[i][term.unit] * term.weight);
-          break;
-        case Kind::kDirection: {
-          at::Tensor activation = taps[tap_index.at(term.layer)][i];
-          if (activation.dim() == 3) activation = activation.mean(at::IntArrayRef{1, 2});
-          add(i, at::dot(activation, term.direction.to(activation.device())) * term.weight);
-          break;
-        }
-        case Kind::kTotalVariation: {
-          const at::Tensor dy = element_image.slice(1, 1) - element_image.slice(1, 0, -1);
-          const at::Tensor dx = element_image.slice(2, 1) - element_image.slice(2, 0, -1);
-          add(i, (dy.pow(2).mean() + dx.pow(2).mean()) * term.weight);
-          break;
-        }
-        case Kind::kL2:
-          add(i, (element_image - 0.5).pow(2).mean() * term.weight);
-          break;
-        case Kind::kAlphaNorm:
-          add(i, (element_image - 0.5).abs().pow(kAlpha).mean() * term.weight);
-          break;
+      const ObjectiveKind& kind = FindObjectiveKind(term.kind);
+      if (kind.gathered_channel_mean) {
+        auto& [rows, units, weights] = channel[tap_index.at(term.layer)];
+        rows.push_back(i);
+        units.push_back(term.unit);
+        weights.push_back(term.weight);
+        continue;
       }
+      const at::Tensor v = kind.evaluate(term, inputs, i) * term.weight;
+      values[i] = values[i].defined() ? values[i] + v : v;
     }
   }
   std::vector<at::Tensor> parts;
@@ -334,6 +276,109 @@ at::Tensor EvaluateObjectives(const std::vector<Objective>& objectives, const at
     result = result.index_add(0, row_index, selected);
   }
   return result;
+}
+
+// ----------------------------------------------------------------------------------- the registry
+// Each kind below is one definition; ObjectiveKinds() lists them.
+namespace {
+
+std::string UnitText(const ObjectiveTerm& term) { return term.layer + ":" + std::to_string(term.unit); }
+
+const ObjectiveKind kChannel{
+    "channel", "LAYER:UNIT", "mean of the unit's feature map (Olah et al.)", TermReads::kChannel, "", '\0',
+    nullptr, UnitText, nullptr, nullptr, /*gathered_channel_mean=*/true};
+
+const ObjectiveKind kNeuron{
+    "neuron", "LAYER:UNIT@Y,X", "the unit at one spatial position (Erhan et al.)", TermReads::kChannel, "", '@',
+    [](TermParser& in, ObjectiveTerm& term) {
+      term.y = in.Integer();
+      in.Expect(',');
+      term.x = in.Integer();
+    },
+    [](const ObjectiveTerm& term) { return UnitText(term) + "@" + std::to_string(term.y) + "," + std::to_string(term.x); },
+    [](const ObjectiveTerm& term, const LayerInfo& layer) {
+      if (layer.shape.size() != 4) throw UsageError("layer '" + term.layer + "' has no spatial extent: use a channel objective");
+    },
+    [](const ObjectiveTerm& term, const TermInputs& in, int64_t i) {
+      const at::Tensor map = in.Tap(term.layer)[i][term.unit];
+      if (term.y >= map.size(0) || term.x >= map.size(1)) {
+        throw UsageError("neuron " + term.layer + ":" + std::to_string(term.unit) + "@" + std::to_string(term.y) + "," +
+                         std::to_string(term.x) + " is outside the layer's " + std::to_string(map.size(0)) + "x" +
+                         std::to_string(map.size(1)) + " map at this image size");
+      }
+      const int64_t y = term.y < 0 ? map.size(0) / 2 : term.y;
+      const int64_t x = term.x < 0 ? map.size(1) / 2 : term.x;
+      return map[y][x];
+    }};
+
+const ObjectiveKind kClass{
+    "class", "class:K", "the model's output K, pre-softmax (Simonyan et al.)", TermReads::kOutput, "class:", '\0',
+    [](TermParser& in, ObjectiveTerm& term) { term.unit = in.Integer(); },
+    [](const ObjectiveTerm& term) { return "class:" + std::to_string(term.unit); }, nullptr,
+    [](const ObjectiveTerm& term, const TermInputs& in, int64_t i) { return in.logits[i][term.unit]; }};
+
+const ObjectiveKind kDirection{
+    "direction", "dir(LAYER,PATH)",
+    "dot product of the channel vector (mean over positions) with the vector in PATH (numbers, one per unit)",
+    TermReads::kLayer, "dir(", '\0',
+    [](TermParser& in, ObjectiveTerm& term) {
+      term.layer = in.Name();
+      in.Expect(',');
+      term.path = in.Path();
+      in.Expect(')');
+      term.direction = ReadDirection(term.path);
+    },
+    [](const ObjectiveTerm& term) { return "dir(" + term.layer + "," + term.path + ")"; },
+    [](const ObjectiveTerm& term, const LayerInfo& layer) {
+      if (term.direction.numel() != layer.units) {
+        throw UsageError("direction '" + term.path + "' has " + std::to_string(term.direction.numel()) +
+                         " values but layer '" + term.layer + "' has " + std::to_string(layer.units) + " units");
+      }
+    },
+    [](const ObjectiveTerm& term, const TermInputs& in, int64_t i) {
+      at::Tensor activation = in.Tap(term.layer)[i];
+      if (activation.dim() == 3) activation = activation.mean(at::IntArrayRef{1, 2});
+      return at::dot(activation, term.direction.to(activation.device()));
+    }};
+
+const ObjectiveKind kTotalVariation{
+    "tv", "tv", "total variation of the image (beta = 2); subtract it", TermReads::kImage, "tv", '\0', nullptr,
+    [](const ObjectiveTerm&) { return std::string("tv"); }, nullptr,
+    [](const ObjectiveTerm&, const TermInputs& in, int64_t i) {
+      const at::Tensor element_image = in.image[i];
+      const at::Tensor dy = element_image.slice(1, 1) - element_image.slice(1, 0, -1);
+      const at::Tensor dx = element_image.slice(2, 1) - element_image.slice(2, 0, -1);
+      return dy.pow(2).mean() + dx.pow(2).mean();
+    }};
+
+const ObjectiveKind kL2{
+    "l2", "l2", "mean squared distance of the image from grey; subtract it", TermReads::kImage, "l2", '\0', nullptr,
+    [](const ObjectiveTerm&) { return std::string("l2"); }, nullptr,
+    [](const ObjectiveTerm&, const TermInputs& in, int64_t i) { return (in.image[i] - 0.5).pow(2).mean(); }};
+
+const ObjectiveKind kAlphaNorm{
+    "alpha", "alpha", "alpha-norm of the image around grey (alpha = 6); subtract it", TermReads::kImage, "alpha", '\0',
+    nullptr, [](const ObjectiveTerm&) { return std::string("alpha"); }, nullptr,
+    [](const ObjectiveTerm&, const TermInputs& in, int64_t i) { return (in.image[i] - 0.5).abs().pow(kAlpha).mean(); }};
+
+}  // namespace
+
+const std::vector<ObjectiveKind>& ObjectiveKinds() {
+  static const std::vector<ObjectiveKind> kinds = {kChannel, kNeuron, kClass, kDirection, kTotalVariation, kL2, kAlphaNorm};
+  return kinds;
+}
+
+const ObjectiveKind& FindObjectiveKind(const std::string& name) {
+  for (const ObjectiveKind& kind : ObjectiveKinds()) {
+    if (kind.name == name) return kind;
+  }
+  throw UsageError("unknown objective term kind '" + name + "'");
+}
+
+std::string ObjectiveHelp() {
+  std::string text;
+  for (const ObjectiveKind& kind : ObjectiveKinds()) text += "  " + kind.syntax + ": " + kind.description + "\n";
+  return text;
 }
 
 at::Tensor DiversityPenalty(const at::Tensor& activations, int64_t group) {

@@ -21,16 +21,17 @@
 namespace cnnviz {
 
 class Probe;
+struct LayerInfo;
 
+// One term of an objective. Which fields matter depends on its kind.
 struct ObjectiveTerm {
-  enum class Kind { kChannel, kNeuron, kClass, kDirection, kTotalVariation, kL2, kAlphaNorm };
-  Kind kind = Kind::kChannel;
+  std::string kind = "channel";  // a registered kind's name (ObjectiveKinds())
   double weight = 1.0;
-  std::string layer;      // for kChannel, kNeuron, kDirection
-  int64_t unit = 0;       // channel index, or class index for kClass
-  int64_t y = -1, x = -1; // kNeuron position; -1 = the centre of the map
-  std::string path;       // kDirection: file the vector came from
-  at::Tensor direction;   // kDirection: [units]
+  std::string layer;      // for kinds that read a layer
+  int64_t unit = 0;       // channel index, or class index for "class"
+  int64_t y = -1, x = -1; // "neuron" position; -1 = the centre of the map
+  std::string path;       // "direction": where the vector came from
+  at::Tensor direction;   // "direction": [units]
 };
 
 struct Objective {
@@ -38,6 +39,68 @@ struct Objective {
   // Canonical text of the objective (round-trips through ParseObjective).
   std::string ToString() const;
 };
+
+// What a term reads, for the methods' shortcuts (one channel alone, truncation, the output).
+enum class TermReads {
+  kChannel,  // channel `unit` of `layer` only
+  kLayer,    // several channels of `layer`
+  kOutput,   // the model's output (logits)
+  kImage,    // the image alone (regularizers)
+};
+
+// The parser's cursor, handed to a kind's `parse` (objective.cpp implements it).
+class TermParser {
+ public:
+  virtual ~TermParser() = default;
+  virtual std::string Name() = 0;       // a layer name (module path or alias)
+  virtual int64_t Integer() = 0;        // a non-negative integer
+  virtual std::string Path() = 0;       // everything up to ')', trimmed
+  virtual bool Accept(char c) = 0;
+  virtual void Expect(char c) = 0;
+  [[noreturn]] virtual void Fail(const std::string& what) const = 0;
+};
+
+// Inputs of a term's value, for every batch element at once.
+struct TermInputs {
+  const at::Tensor& image;                    // [N,3,H,W] in [0,1], untransformed
+  const std::vector<std::string>& layers;     // LayersOf(objectives)
+  const std::vector<at::Tensor>& taps;        // their outputs for the transformed batch
+  const at::Tensor& logits;                   // undefined unless a term reads the output
+  const at::Tensor& Tap(const std::string& layer) const;
+};
+
+// One kind of term: its text, its checks and its value. A new kind is one ObjectiveKind and one line in
+// ObjectiveKinds() (objective.cpp); the parser, ToString, CheckObjective, EvaluateObjectives and the
+// CLI's help text all read the registry.
+struct ObjectiveKind {
+  std::string name;         // ObjectiveTerm::kind
+  std::string syntax;       // for help: "LAYER:UNIT@Y,X"
+  std::string description;  // for help
+  TermReads reads = TermReads::kLayer;
+  // The text form starts with `keyword` ("class", "dir", "tv"); an empty keyword is the LAYER ':' UNIT
+  // form, where `marker` (a character right after the unit, '@' for neurons; '\0' for none) picks the kind.
+  std::string keyword;
+  char marker = '\0';
+  // Reads the rest of the term: after the keyword, or after LAYER ':' UNIT and the marker (layer and unit
+  // already set). May read nothing.
+  void (*parse)(TermParser& in, ObjectiveTerm& term) = nullptr;
+  // The canonical text of the term, without its weight.
+  std::string (*format)(const ObjectiveTerm& term) = nullptr;
+  // Checks beyond the layer and unit range (which every kind that reads a layer gets); may be null.
+  void (*check)(const ObjectiveTerm& term, const LayerInfo& layer) = nullptr;
+  // The term's value for batch element i (a scalar, before its weight).
+  at::Tensor (*evaluate)(const ObjectiveTerm& term, const TermInputs& in, int64_t i) = nullptr;
+  // The value is the mean of channel `unit` of the layer's map: every such term of a batch is evaluated
+  // by one gather per layer instead (the whole-layer case), and `evaluate` is not called.
+  bool gathered_channel_mean = false;
+};
+
+// Every kind, in the order --help lists them.
+const std::vector<ObjectiveKind>& ObjectiveKinds();
+// The kind named `name`; UsageError for an unknown name.
+const ObjectiveKind& FindObjectiveKind(const std::string& name);
+// The syntax of every kind, one per line, for --help.
+std::string ObjectiveHelp();
 
 // Parses the syntax above. Throws UsageError with the position of the first problem. Directions are
 // read from their files here (InputError when unreadable).
