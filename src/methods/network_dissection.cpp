@@ -329,37 +329,63 @@ void DissectionOptions::Check() const {
   }
 }
 
-DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
-                                        const Progress& progress, const std::vector<ScanConsumer*>& consumers) const {
-  options.Check();
-  const Model& model = probe_.model();
-  const InputSpec& spec = model.input_spec();
-  const size_t decode_threads = DecodeThreads(options.decode_threads, model.device());
+namespace {
+
+// What every stage of a run reads: the layers, the view, the label table.
+struct DissectionSetup {
   std::vector<std::string> names;
   std::vector<const LayerInfo*> infos;
+  ViewSpec view;
+  size_t total = 0, categories = 0;
+  int64_t label_count = 0;
+  std::vector<int64_t> primary;  // per label its primary category, -1 for none
+  bool given = false;            // thresholds given: no threshold pass
+  size_t decode_threads = 1;
+};
+
+// The bookkeeping of batch i (threshold buffers, top images, cache in the threshold pass; tallies in the
+// tally pass) runs on a second thread while the caller runs the network on the next batches, at most
+// kBookkeepingDepth batches behind: in batch order, one batch at a time, so results are those of a
+// sequential run.
+constexpr int64_t kBookkeepingDepth = 2;
+
+// The threshold pass's state, which the tally pass and the scores read.
+struct FirstPass {
+  std::vector<at::Tensor> thresholds;               // per layer [K]
+  std::vector<detail::LayerTopK> top_images;        // per layer, with maps
+  std::map<size_t, std::vector<SparseMaps>> cache;  // maps kept for the tally pass
+  std::set<size_t> skipped;                         // images that failed to decode
+};
+
+DissectionSetup MakeSetup(const Probe& probe, const SegmentationSource& source, const DissectionOptions& options) {
+  DissectionSetup setup;
+  setup.decode_threads = DecodeThreads(options.decode_threads, probe.model().device());
   for (const auto& layer : options.layers) {
-    const LayerInfo& info = probe_.FindUnits(layer);
+    const LayerInfo& info = probe.FindUnits(layer);
     if (info.shape.size() != 4) {
       throw UsageError("layer '" + layer + "' has no spatial extent: dissection needs convolutional feature maps");
     }
-    names.push_back(info.name);
-    infos.push_back(&info);
+    setup.names.push_back(info.name);
+    setup.infos.push_back(&info);
   }
-  ViewSpec view{names, false};
-  view.inference = true;
-  view.channels_last = true;  // the maps are read positions-major
-  const size_t total = source.size();
-  const size_t categories = source.categories().size();
-  const int64_t label_count = static_cast<int64_t>(source.labels().size());
-  DissectionResult result;
-  std::vector<int64_t> primary(label_count, -1);
-  for (int64_t c = 0; c < label_count; ++c) primary[c] = source.labels()[c].category;
-  // Given thresholds: checked against the layers, rounded down to float32 (map > t is unchanged for maps
-  // in float32), and the quantile pass is skipped.
-  const bool given = !options.thresholds.empty();
-  result.thresholds_given = given;
+  setup.view = ViewSpec{setup.names, false};
+  setup.view.inference = true;
+  setup.view.channels_last = true;  // the maps are read positions-major
+  setup.total = source.size();
+  setup.categories = source.categories().size();
+  setup.label_count = static_cast<int64_t>(source.labels().size());
+  setup.primary.assign(static_cast<size_t>(setup.label_count), -1);
+  for (int64_t c = 0; c < setup.label_count; ++c) setup.primary[static_cast<size_t>(c)] = source.labels()[c].category;
+  setup.given = !options.thresholds.empty();
+  return setup;
+}
+
+// Given thresholds: checked against the layers, rounded down to float32 (map > t is unchanged for maps in
+// float32); the threshold pass is then skipped.
+std::vector<at::Tensor> GivenThresholds(const DissectionSetup& setup, const DissectionOptions& options) {
+  const std::vector<const LayerInfo*>& infos = setup.infos;
   std::vector<at::Tensor> thresholds;
-  for (size_t l = 0; given && l < names.size(); ++l) {
+  for (size_t l = 0; setup.given && l < setup.names.size(); ++l) {
     const at::Tensor& t = options.thresholds[l];
     if (t.dim() != 1 || t.size(0) != infos[l]->units) {
       throw InputError("the thresholds given for layer '" + options.layers[l] + "' have shape " +
@@ -378,7 +404,27 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     }
     thresholds.push_back(at::tensor(down, at::kFloat));
   }
+  return thresholds;
+}
 
+// Stage 1, the threshold pass: every image through the view once; exact per-unit thresholds (the
+// quantile), each unit's top images with their maps, the maps the tally pass may reuse (within
+// cache_mb); the consumers fed. With given thresholds nothing runs here: the tally pass runs the network
+// and keeps the top images.
+FirstPass ThresholdPass(const Probe& probe, const DissectionSetup& setup, const SegmentationSource& source,
+                        const DissectionOptions& options, const NetworkDissection::Progress& progress,
+                        const std::vector<ScanConsumer*>& consumers, DissectionResult& result) {
+  const Model& model = probe.model();
+  const InputSpec& spec = model.input_spec();
+  const std::vector<std::string>& names = setup.names;
+  const std::vector<const LayerInfo*>& infos = setup.infos;
+  const ViewSpec& view = setup.view;
+  const size_t total = setup.total;
+  const bool given = setup.given;
+  const size_t decode_threads = setup.decode_threads;
+  FirstPass first;
+  first.thresholds = GivenThresholds(setup, options);
+  std::vector<at::Tensor>& thresholds = first.thresholds;
   {
     std::vector<ScanLayer> scan_layers;
     for (size_t l = 0; l < names.size(); ++l) {
@@ -387,9 +433,9 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     for (ScanConsumer* consumer : consumers) consumer->Begin(scan_layers, total);
   }
   // Pass 1: exact thresholds and top images.
-  auto start = std::chrono::steady_clock::now();
+  const auto start = std::chrono::steady_clock::now();
   std::vector<TopValues> tops(names.size());
-  std::vector<detail::LayerTopK> top_images;
+  std::vector<detail::LayerTopK>& top_images = first.top_images;
   for (size_t l = 0; l < names.size(); ++l) {
     const int64_t per_image = infos[l]->shape[2] * infos[l]->shape[3];
     tops[l].keep = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.quantile * total * per_image)));
@@ -398,20 +444,15 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     top_images.emplace_back(all, infos[l]->shape[3]);
     top_images.back().keep_maps = true;
   }
-  std::set<size_t> skipped;
+  std::set<size_t>& skipped = first.skipped;
   // First-pass activations kept for the second pass, within the memory budget: image -> per layer the
   // maps of the units that may still be active on it. A unit whose peak on an image is below (the margin
   // of) its running threshold -- the keep-th largest value seen so far, a lower bound of the final
   // threshold -- can have no mask there, so only the few others are kept (a small share at q = 0.005).
-  std::map<size_t, std::vector<SparseMaps>> cache;
+  std::map<size_t, std::vector<SparseMaps>>& cache = first.cache;
   int64_t cache_bytes = 0;
   const int64_t cache_limit = options.cache_mb * 1024 * 1024;
-  // The bookkeeping of batch i (threshold buffers, top images, cache in pass 1; tallies in pass 2) runs
-  // on this second thread while the caller runs the network on the next batches, at most
-  // kBookkeepingDepth batches behind: in batch order, one batch at a time, so results are those of a
-  // sequential run.
-  constexpr int64_t kBookkeepingDepth = 2;
-  Workers bookkeeping(1);
+  Workers bookkeeping(1);  // see kBookkeepingDepth
   if (!given) {
     BatchPrefetcher prefetcher(source, static_cast<size_t>(options.batch), spec.height, spec.width, 0, decode_threads,
                                model.device().is_cuda());
@@ -426,7 +467,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
       done += batch.indices.size() + batch.failures.size();
       if (!batch.indices.empty()) {
         std::vector<at::Tensor> layer_maps;
-        const ProbeOutput out = probe_.Run(view, model.Preprocess(batch.images));
+        const ProbeOutput out = probe.Run(view, model.Preprocess(batch.images));
         for (size_t l = 0; l < names.size(); ++l) layer_maps.push_back(detail::PositionsMajor(out.taps[l]));
         bookkeeping.WaitUntilPending(kBookkeepingDepth - 1);
         bookkeeping.Post([&, layer_maps = std::move(layer_maps), images = batch.indices] {
@@ -492,12 +533,36 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     tops[l].Merge();
     thresholds.push_back(tops[l].Largest(rank));
   }
+
+  result.threshold_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return first;
+}
+
+// Stage 2, the tally pass: per layer the label x unit intersections, label areas and activated areas
+// (NetDissect-Lite's rules), from the cached maps or one more forward pass, masks on the model's device.
+std::vector<Tally> TallyPass(const Probe& probe, const DissectionSetup& setup, const SegmentationSource& source,
+                             const DissectionOptions& options, const NetworkDissection::Progress& progress,
+                             const std::vector<ScanConsumer*>& consumers, FirstPass& first, DissectionResult& result) {
+  const Model& model = probe.model();
+  const InputSpec& spec = model.input_spec();
+  const std::vector<std::string>& names = setup.names;
+  const std::vector<const LayerInfo*>& infos = setup.infos;
+  const ViewSpec& view = setup.view;
+  const size_t total = setup.total;
+  const bool given = setup.given;
+  const size_t decode_threads = setup.decode_threads;
+  const size_t categories = setup.categories;
+  const int64_t label_count = setup.label_count;
+  const std::vector<int64_t>& primary = setup.primary;
+  const std::vector<at::Tensor>& thresholds = first.thresholds;
+  std::vector<detail::LayerTopK>& top_images = first.top_images;
+  std::map<size_t, std::vector<SparseMaps>>& cache = first.cache;
+  std::set<size_t>& skipped = first.skipped;
+  // Images and masks are decoded on a second thread while the network runs.
+  const auto start = std::chrono::steady_clock::now();
+  Workers bookkeeping(1);  // see kBookkeepingDepth
   std::vector<at::Tensor> margins;
   for (const at::Tensor& threshold : thresholds) margins.push_back(Margin(threshold));
-  result.threshold_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  // Pass 2: tallies. Images and masks are decoded on a second thread while the network runs.
-  start = std::chrono::steady_clock::now();
   // Masks are upsampled and tallied on the model's device: on a GPU the tally is otherwise what limits
   // the pass (measured on an H100: 3.5 ms per 112x112 image on the CPU against 0.05 ms for the network).
   const c10::Device device = model.device();
@@ -542,9 +607,8 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   SampleBatch batch;
   size_t done = 0;
   at::NoGradGuard no_grad;
-  // Posted bookkeeping reads this pass's locals (tallies, thresholds, margins): on an error it must end
-  // before they are destroyed. (Pass 1's tasks use only locals declared before `bookkeeping`, which
-  // drains them when destroyed.)
+  // Posted bookkeeping reads this pass's locals (tallies, margins), declared after `bookkeeping`: on an
+  // error it must end before they are destroyed.
   DrainOnExit drain(bookkeeping);
   while (prefetcher.Next(&batch)) {
     for (const auto& failure : batch.failures) {
@@ -570,7 +634,7 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
     }
     std::vector<at::Tensor> dense;  // per layer the uncached samples' maps, [n, h, w, K]
     if (!images.empty()) {
-      const ProbeOutput out = probe_.Run(view, model.Preprocess(at::stack(images)));
+      const ProbeOutput out = probe.Run(view, model.Preprocess(at::stack(images)));
       for (size_t l = 0; l < names.size(); ++l) {
         dense.push_back(detail::PositionsMajor(out.taps[l]));
         for (size_t j = 0; j < uncached.size(); ++j) {
@@ -687,66 +751,89 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   }
   result.tally_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (result.images == 0) throw InputError("no image of the dataset could be decoded");
+  return tallies;
+}
 
-  // Scores.
-  for (size_t l = 0; l < names.size(); ++l) {
-    LayerDissection layer;
-    layer.name = names[l];
-    const Tally& tally = tallies[l];
-    layer.intersection = tally.intersection.t().contiguous();
-    layer.label_area = tally.label_area;
-    layer.activated_area = tally.activated_area;
-    layer.thresholds = thresholds[l];
-    layer.top_maps = top_images[l].maps.view({infos[l]->units, -1, infos[l]->shape[2], infos[l]->shape[3]});
-    const int64_t units = infos[l]->units;
-    // A_k,primary(c) for every label: [K, L+1]; labels without a primary category score 0.
-    at::Tensor area = at::zeros({units, label_count}, at::kDouble);
-    at::Tensor valid = at::zeros({label_count}, at::kBool);
-    for (int64_t c = 1; c < label_count; ++c) {
-      if (primary[c] < 0) continue;
-      area.select(1, c).copy_(tally.activated_area.select(1, primary[c]).to(at::kDouble));
-      valid[c] = true;
-    }
-    const at::Tensor intersection = layer.intersection.to(at::kDouble);
-    const at::Tensor denominator = area + tally.label_area.to(at::kDouble).unsqueeze(0) - intersection;
-    layer.iou = at::where(valid.unsqueeze(0) & (denominator > 0), intersection / denominator.clamp_min(1e-12),
-                          at::zeros_like(intersection));
-    layer.detectors_per_category.assign(categories, 0);
-    std::vector<std::set<int64_t>> concepts(categories);
-    const at::Tensor top_values = top_images[l].values, top_indices = top_images[l].images;
-    const auto ious = layer.iou.accessor<double, 2>();
-    const auto unit_thresholds = thresholds[l].accessor<float, 1>();
-    for (int64_t k = 0; k < units; ++k) {
-      UnitDissection unit;
-      unit.unit = k;
-      unit.threshold = unit_thresholds[k];
-      unit.per_category.assign(categories, LabelScore{});
-      for (int64_t c = 1; c < label_count; ++c) {  // within a category, ties go to the lower label number
-        if (primary[c] < 0) continue;
-        const double iou = ious[k][c];
-        LabelScore& best_in = unit.per_category[primary[c]];
-        if (iou > best_in.iou) best_in = {c, iou};
-      }
-      for (size_t c = 0; c < categories; ++c) {  // across categories, to the later category
-        const LabelScore& best_in = unit.per_category[c];
-        if (best_in.label > 0 && best_in.iou >= unit.best.iou) {
-          unit.best = best_in;
-          unit.category = static_cast<int64_t>(c);
-        }
-      }
-      if (unit.best.label > 0 && unit.best.iou > options.iou_threshold) {
-        ++layer.detectors;
-        ++layer.detectors_per_category[unit.category];
-        concepts[unit.category].insert(unit.best.label);
-      }
-      for (int64_t j = 0; j < top_values.size(1); ++j) {
-        unit.top_images.emplace_back(top_indices[k][j].item<int64_t>(), top_values[k][j].item<float>());
-      }
-      layer.units.push_back(unit);
-    }
-    for (size_t c = 0; c < categories; ++c) layer.unique_concepts.push_back(static_cast<int64_t>(concepts[c].size()));
-    result.layers.push_back(std::move(layer));
+// Stage 3, the scores of layer l: IoU of every unit with every label, the best label per category and
+// overall, detectors and unique concepts per category.
+LayerDissection ScoreLayer(const DissectionSetup& setup, size_t l, const Tally& tally, const FirstPass& first,
+                           const DissectionOptions& options) {
+  const std::vector<const LayerInfo*>& infos = setup.infos;
+  const size_t categories = setup.categories;
+  const int64_t label_count = setup.label_count;
+  const std::vector<int64_t>& primary = setup.primary;
+  const std::vector<at::Tensor>& thresholds = first.thresholds;
+  const std::vector<detail::LayerTopK>& top_images = first.top_images;
+  const std::vector<std::string>& names = setup.names;
+  LayerDissection layer;
+  layer.name = names[l];
+  layer.intersection = tally.intersection.t().contiguous();
+  layer.label_area = tally.label_area;
+  layer.activated_area = tally.activated_area;
+  layer.thresholds = thresholds[l];
+  layer.top_maps = top_images[l].maps.view({infos[l]->units, -1, infos[l]->shape[2], infos[l]->shape[3]});
+  const int64_t units = infos[l]->units;
+  // A_k,primary(c) for every label: [K, L+1]; labels without a primary category score 0.
+  at::Tensor area = at::zeros({units, label_count}, at::kDouble);
+  at::Tensor valid = at::zeros({label_count}, at::kBool);
+  for (int64_t c = 1; c < label_count; ++c) {
+    if (primary[c] < 0) continue;
+    area.select(1, c).copy_(tally.activated_area.select(1, primary[c]).to(at::kDouble));
+    valid[c] = true;
   }
+  const at::Tensor intersection = layer.intersection.to(at::kDouble);
+  const at::Tensor denominator = area + tally.label_area.to(at::kDouble).unsqueeze(0) - intersection;
+  layer.iou = at::where(valid.unsqueeze(0) & (denominator > 0), intersection / denominator.clamp_min(1e-12),
+                        at::zeros_like(intersection));
+  layer.detectors_per_category.assign(categories, 0);
+  std::vector<std::set<int64_t>> concepts(categories);
+  const at::Tensor top_values = top_images[l].values, top_indices = top_images[l].images;
+  const auto ious = layer.iou.accessor<double, 2>();
+  const auto unit_thresholds = thresholds[l].accessor<float, 1>();
+  for (int64_t k = 0; k < units; ++k) {
+    UnitDissection unit;
+    unit.unit = k;
+    unit.threshold = unit_thresholds[k];
+    unit.per_category.assign(categories, LabelScore{});
+    for (int64_t c = 1; c < label_count; ++c) {  // within a category, ties go to the lower label number
+      if (primary[c] < 0) continue;
+      const double iou = ious[k][c];
+      LabelScore& best_in = unit.per_category[primary[c]];
+      if (iou > best_in.iou) best_in = {c, iou};
+    }
+    for (size_t c = 0; c < categories; ++c) {  // across categories, to the later category
+      const LabelScore& best_in = unit.per_category[c];
+      if (best_in.label > 0 && best_in.iou >= unit.best.iou) {
+        unit.best = best_in;
+        unit.category = static_cast<int64_t>(c);
+      }
+    }
+    if (unit.best.label > 0 && unit.best.iou > options.iou_threshold) {
+      ++layer.detectors;
+      ++layer.detectors_per_category[unit.category];
+      concepts[unit.category].insert(unit.best.label);
+    }
+    for (int64_t j = 0; j < top_values.size(1); ++j) {
+      unit.top_images.emplace_back(top_indices[k][j].item<int64_t>(), top_values[k][j].item<float>());
+    }
+    layer.units.push_back(unit);
+  }
+  for (size_t c = 0; c < categories; ++c) layer.unique_concepts.push_back(static_cast<int64_t>(concepts[c].size()));
+  return layer;
+}
+
+}  // namespace
+
+
+DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
+                                        const Progress& progress, const std::vector<ScanConsumer*>& consumers) const {
+  options.Check();
+  const DissectionSetup setup = MakeSetup(probe_, source, options);
+  DissectionResult result;
+  result.thresholds_given = setup.given;
+  FirstPass first = ThresholdPass(probe_, setup, source, options, progress, consumers, result);
+  const std::vector<Tally> tallies = TallyPass(probe_, setup, source, options, progress, consumers, first, result);
+  for (size_t l = 0; l < setup.names.size(); ++l) result.layers.push_back(ScoreLayer(setup, l, tallies[l], first, options));
   return result;
 }
 
