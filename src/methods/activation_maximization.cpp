@@ -151,11 +151,27 @@ void ActMaxOptions::Check() const {
   ParseTransforms(transforms);
 }
 
-ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Progress& progress) const {
-  options.Check();
-  const auto start = std::chrono::steady_clock::now();
-  const Model& model = probe_.model();
-  std::vector<Element> elements = BuildElements(options, probe_);
+namespace {
+
+// What a run has settled before optimizing: the batch elements, the view, and the shortcuts it may take.
+struct ActMaxPlan {
+  std::vector<Element> elements;
+  std::vector<std::string> layers;  // what the view taps
+  std::string diversity_layer;      // "" without diversity
+  size_t diversity_index = 0;       // its index in `layers`
+  ViewSpec view, selecting;         // the view; the same computing each image's own channel alone
+  bool needs_output = false;
+  bool resize = false;              // images resized to the model's input size first
+  bool select = false;              // own channels alone (ViewSpec::select_channels)
+  std::vector<int64_t> own_channel; // per element, with `select`
+};
+
+// Stage 1: the elements (units x diversity copies, or the given objectives), the view over the layers
+// they read, whether the network takes the image size, and whether each image's own channel can be
+// computed alone.
+ActMaxPlan PlanRun(const Probe& probe, const ActMaxOptions& options, ActMaxResult& result) {
+  const Model& model = probe.model();
+  std::vector<Element> elements = BuildElements(options, probe);
   std::vector<Objective> all_objectives;
   for (const auto& element : elements) all_objectives.push_back(element.objective);
   bool needs_output = false;
@@ -172,28 +188,27 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
 
   // Can the network take the image at its own size? If not (fixed-size classifiers), resize to the
   // model's input size before every forward pass.
-  ActMaxResult result;
   const InputSpec& spec = model.input_spec();
   {
     at::NoGradGuard no_grad;
-    const at::Tensor probe_image = at::full({1, spec.channels, options.param.height, options.param.width}, 0.5,
+    const at::Tensor probeimage = at::full({1, spec.channels, options.param.height, options.param.width}, 0.5,
                                             at::TensorOptions().device(model.device()));
     try {
-      ProbeOutput out = probe_.Run(view, model.Preprocess(probe_image));
-      if (needs_output) CheckClasses(elements, probe_, out.output);
+      ProbeOutput out = probe.Run(view, model.Preprocess(probeimage));
+      if (needs_output) CheckClasses(elements, probe, out.output);
     } catch (const c10::Error&) {
       result.resized_to_model = true;
       LogInfo("the model cannot take " + std::to_string(options.param.height) + "x" + std::to_string(options.param.width) +
               " images; resizing them to its input size " + std::to_string(spec.height) + "x" +
               std::to_string(spec.width));
-      ProbeOutput out = probe_.Run(view, model.Preprocess(at::upsample_bilinear2d(
-                                             probe_image, {spec.height, spec.width}, false)));
-      if (needs_output) CheckClasses(elements, probe_, out.output);
+      ProbeOutput out = probe.Run(view, model.Preprocess(at::upsample_bilinear2d(
+                                             probeimage, {spec.height, spec.width}, false)));
+      if (needs_output) CheckClasses(elements, probe, out.output);
     }
   }
   const bool resize = result.resized_to_model;
   for (const auto& layer : layers) {
-    if (probe_.Find(layer).shape.size() != 4 && !diversity_layer.empty() && layer == diversity_layer) {
+    if (probe.Find(layer).shape.size() != 4 && !diversity_layer.empty() && layer == diversity_layer) {
       throw UsageError("--diversity needs a layer with spatial extent; '" + layer + "' has none");
     }
   }
@@ -210,10 +225,38 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
       if (!channel) break;
       own_channel.push_back(*channel);
     }
-    if (own_channel.size() != elements.size() || !probe_.CanSelectChannels(selecting)) own_channel.clear();
+    if (own_channel.size() != elements.size() || !probe.CanSelectChannels(selecting)) own_channel.clear();
   }
   const bool select = !own_channel.empty();
   result.selected_channels = select;
+  ActMaxPlan plan;
+  plan.elements = std::move(elements);
+  plan.layers = layers;
+  plan.diversity_layer = diversity_layer;
+  plan.diversity_index = diversity_index;
+  plan.view = view;
+  plan.selecting = selecting;
+  plan.needs_output = needs_output;
+  plan.resize = resize;
+  plan.select = select;
+  plan.own_channel = std::move(own_channel);
+  return plan;
+}
+
+// Stage 2: the elements optimized in batches (parts of whole diversity groups on worker threads),
+// their images and values recorded in `result`.
+void RenderBatches(const Probe& probe, const ActMaxOptions& options, const ActMaxPlan& plan,
+                   const ActivationMaximization::Progress& progress, ActMaxResult& result) {
+  const Model& model = probe.model();
+  const InputSpec& spec = model.input_spec();
+  const std::vector<Element>& elements = plan.elements;
+  const std::vector<std::string>& layers = plan.layers;
+  const std::string& diversity_layer = plan.diversity_layer;
+  const size_t diversity_index = plan.diversity_index;
+  const ViewSpec& view = plan.view;
+  const ViewSpec& selecting = plan.selecting;
+  const bool resize = plan.resize, select = plan.select;
+  const std::vector<int64_t>& own_channel = plan.own_channel;
 
   const Transform transform = ParseTransforms(options.transforms);
   const int64_t per_batch = std::max<int64_t>(1, options.batch / options.diversity) * options.diversity;
@@ -249,8 +292,8 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
       ViewSpec redirected = view;
       redirected.rule = BackwardRule::kRedirected;
       const bool selected = select && !redirect;
-      ProbeOutput out = selected ? probe_.Run(selecting, model.GradientLayout(model.Preprocess(x)), selection)
-                                 : probe_.Run(redirect ? redirected : view, model.GradientLayout(model.Preprocess(x)));
+      ProbeOutput out = selected ? probe.Run(selecting, model.GradientLayout(model.Preprocess(x)), selection)
+                                 : probe.Run(redirect ? redirected : view, model.GradientLayout(model.Preprocess(x)));
       at::Tensor values =
           EvaluateObjectives(selected || !select ? objectives : whole_layer, image, layers, out.taps, out.output);
       if (diversity_layer.empty()) return values;
@@ -348,6 +391,16 @@ ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Pro
   }
   result.images = at::cat(images);
   result.ms_per_step = 1000.0 * batch_step_seconds / static_cast<double>(batches);
+}
+
+}  // namespace
+
+ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Progress& progress) const {
+  options.Check();
+  const auto start = std::chrono::steady_clock::now();
+  ActMaxResult result;
+  const ActMaxPlan plan = PlanRun(probe_, options, result);
+  RenderBatches(probe_, options, plan, progress, result);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
