@@ -119,6 +119,15 @@
     })));
   }
 
+  /** Every unit's maximizing image as one PNG: folded, since the table shows each one beside its numbers. */
+  function overviewGrid(l) {
+    var details = el('details', { class: 'overview-grid' }, [
+      el('summary', { text: 'Every unit\'s maximizing image in one grid (' + basename(l.overview || '') + ')' }),
+      image(l.overview, { cls: 'overview' })]);
+    details.open = selftest;  // the browser test checks that every image loads
+    return el('section', null, details);
+  }
+
   function section(title, children, id) {
     return el('section', { id: id || null }, [el('h2', { text: title }), children]);
   }
@@ -454,9 +463,9 @@
         ['receptive field', rfText(l.receptive_field)],
         ['detectors', hasDissection(l) ? fmtInt(l.detectors) + pct(l.detectors, n) : '\u2013 (no dissection)']]),
       cats.length ? categoryTable(cats, l.per_category) : null,
-      section('Every unit\'s maximizing image', image(l.overview, { cls: 'overview' })),
       l.atlas ? atlasSection(l) : null,
-      section('Units', dataTable(atlasUnitColumns(l), unitList(l), route))
+      section('Units', dataTable(atlasUnitColumns(l), unitList(l), route)),
+      overviewGrid(l)
     ];
   }
 
