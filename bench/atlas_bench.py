@@ -16,7 +16,8 @@ Case 1, equal work: models/tinycnn.pt, layers conv1..conv5, N images of the synt
   separate: dissect --layers conv1,...,conv5 --max-images N
             deconv --layers conv1,...,conv5 --top 4 --max-images N   (every unit)
             actmax --layer Lk --steps S --diversity 2, one run per layer (every unit)
-  Printed: each command's wall time, their sum, the atlas's, and the ratio atlas / sum.
+  Printed: each command's wall time, their sum, the atlas's, and the ratio atlas / sum; and the share
+  the shared pass changes: the atlas's scan and projection stages against dissect + deconv.
 Case 1b: the complete atlas (activation atlases of 1,000 samples per layer, 2 inversions, class models):
   its wall time and peak RSS, and its stages' seconds.
 Case 2: resnet18 (random weights, 224x224, bench_common.ensure_resnet18), layers layer3,layer4, N images:
@@ -87,6 +88,12 @@ def main():
         for layer in TINY_LAYERS:
             separate.append(run(f"actmax {layer}", [binary, "actmax", *common, "--layer", layer, "--steps", str(args.steps),
                                                     "--diversity", "2", "--out", os.path.join(work, "actmax_" + layer)]))
+        with open(os.path.join(work, "atlas", "report.json")) as f:
+            stage_seconds = {s["name"]: s["seconds"] for s in json.load(f)["stages"]}
+        shared = sum(v for k, v in stage_seconds.items() if k == "scan" or k.startswith("deconv "))
+        passes = separate[0][0] + separate[1][0]
+        print(f"  the data pass: atlas scan + projections {shared:.1f} s against dissect + deconv {passes:.1f} s "
+              f"(= {shared / passes:.2f}; the commands' times include loading the model, about 0.5 s each)")
         total = sum(wall for wall, _ in separate)
         peak = max(p for _, p in separate)
         print(f"  {'separate, summed':<28} {total:8.1f} s  {peak:7.0f} MB peak (largest)")
