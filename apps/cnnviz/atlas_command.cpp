@@ -244,6 +244,8 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
   }
 
   // The dataset: a Broden root gives dissection; any other folder of images gives everything else.
+  // "broden" is the default Broden location, as for dissect.
+  if (options.dataset == "broden") options.dataset = ResolveBrodenRoot(options.dataset);
   const bool broden = fs::exists(fs::path(options.dataset) / "index.csv");
   std::unique_ptr<SegmentationSource> segmentation;
   std::unique_ptr<ImageSource> plain;
@@ -889,7 +891,8 @@ std::function<void()> AddAtlasCommand(CLI::App& app, const GlobalOptions& global
       "atlas", "Whole-network atlas: every layer and unit through all four methods, as one browsable folder");
   AddModelOptions(*command, options->model);
   command->add_option("--dataset", options->dataset,
-                      "Broden-format root (gives dissection labels) or a plain folder of images")
+                      "Broden-format root (gives dissection labels; 'broden' = $CNNVIZ_BRODEN or "
+                      "./dataset/broden1_224) or a plain folder of images")
       ->capture_default_str();
   command->add_option("-l,--layers", options->layers_text,
                       "aliases (the sidecar's named layers), all-conv (every Conv2d output) or a,b,c")
