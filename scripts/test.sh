@@ -10,6 +10,8 @@ else
   "$root/scripts/build.sh"
 fi
 build=${CNNVIZ_BUILD_DIR:-$root/build}
-# One intra-op thread per test process; ctest runs two processes at a time on two cores.
+# One ctest process per core, each with one intra-op thread. (Count the cores first: GNU nproc honours
+# OMP_NUM_THREADS, so after the export below it would say 1.)
+jobs=$(nproc)
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
-cd "$build" && ctest --output-on-failure -j"$(nproc)" --timeout 900 "$@"
+cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900 "$@"

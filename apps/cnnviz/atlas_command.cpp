@@ -163,6 +163,14 @@ void CropBoxOf(const LayerInfo& layer, const InputSpec& spec, int64_t y, int64_t
   const ReceptiveField& field = layer.receptive_field;
   if (field.global || field.size[0] >= spec.height * 2) return;
   field.Box(y, x, box);
+  // A field as large as the image (or larger) shows the image, not padding around it.
+  const int64_t image_size[2] = {spec.height, spec.width};
+  for (int a = 0; a < 2; ++a) {
+    if (box[a + 2] - box[a] >= image_size[a]) {
+      box[a] = 0;
+      box[a + 2] = image_size[a];
+    }
+  }
   const int64_t least[2] = {std::max<int64_t>(32, spec.height / 3), std::max<int64_t>(32, spec.width / 3)};
   for (int a = 0; a < 2; ++a) {
     const int64_t size = box[a + 2] - box[a];
@@ -805,7 +813,8 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
     Series detectors{"detectors", {}, 7};
     for (size_t l = 0; l < layers.size(); ++l) {
       const json& record = scan["layers"][l];
-      rows.push_back({{"layer", shown[l]},
+      rows.push_back({{"layer", infos[l]->name},
+                      {"display", shown[l]},
                       {"units", infos[l]->units},
                       {"detectors", record["detectors"]},
                       {"per_category", record["per_category"]}});

@@ -161,7 +161,12 @@
   }
   function layerHref(name) { return '#layer=' + encodeURIComponent(name); }
   function unitHref(name, k) { return '#unit=' + encodeURIComponent(name) + '/' + k; }
-  function layerLink(name) { return el('a', { href: layerHref(name), text: name }); }
+  /** A layer as people know it: its sidecar alias with the module path beside it when they differ. */
+  function layerTitle(name) {
+    var l = (D.layers || []).filter(function (x) { return x.name === name; })[0];
+    return l && l.display && l.display !== name ? l.display + ' (' + name + ')' : name;
+  }
+  function layerLink(name) { return el('a', { href: layerHref(name), text: layerTitle(name) }); }
 
   /** Write table state into the hash without re-rendering (keeps focus in the filter box). */
   function replaceParams(route, params) {
@@ -347,8 +352,8 @@
       } }
     ];
     return [
-      breadcrumb([['network', '#network'], [l.name, null]]),
-      el('h1', null, ['Layer ', el('code', { text: l.name })]),
+      breadcrumb([['network', '#network'], [layerTitle(l.name), null]]),
+      el('h1', null, ['Layer ', el('code', { text: layerTitle(l.name) })]),
       summaryLine([['units', fmtInt(l.units_total)], ['detectors', fmtInt(l.detectors) + pct(l.detectors, l.units_total)],
         ['tally', l.tally ? el('a', { href: fileUrl(l.tally), text: 'tally.csv' }) : NA]]),
       el('div', { class: 'row' }, [categoryTable(dissectCategories(l), l.categories), image(l.chart, { cls: 'chart' })]),
@@ -455,10 +460,10 @@
     var idx = D.layers.indexOf(l), prev = D.layers[idx - 1], next = D.layers[idx + 1];
     var cats = keysOf(l.per_category), n = unitCount(l), shown = unitList(l).length;
     return [
-      breadcrumb([['network', '#network'], [l.name, null]]),
-      el('div', { class: 'prevnext' }, [prev ? el('a', { href: layerHref(prev.name), text: '\u00ab ' + prev.name }) : null,
-        next ? el('a', { href: layerHref(next.name), text: next.name + ' \u00bb' }) : null]),
-      el('h1', null, ['Layer ', el('code', { text: l.name }), l.type ? el('span', { class: 'sub', text: ' ' + l.type }) : null]),
+      breadcrumb([['network', '#network'], [layerTitle(l.name), null]]),
+      el('div', { class: 'prevnext' }, [prev ? el('a', { href: layerHref(prev.name), text: '\u00ab ' + layerTitle(prev.name) }) : null,
+        next ? el('a', { href: layerHref(next.name), text: layerTitle(next.name) + ' \u00bb' }) : null]),
+      el('h1', null, ['Layer ', el('code', { text: layerTitle(l.name) }), l.type ? el('span', { class: 'sub', text: ' ' + l.type }) : null]),
       summaryLine([['shape', fmtPair(l.shape)], ['units', fmtInt(n) + (shown !== n ? ' (' + shown + ' in this atlas)' : '')],
         ['receptive field', rfText(l.receptive_field)],
         ['detectors', hasDissection(l) ? fmtInt(l.detectors) + pct(l.detectors, n) : '\u2013 (no dissection)']]),
@@ -563,10 +568,10 @@
     if (i < 0) return notFound('No unit ' + route.unit + ' in layer ' + l.name + '.');
     var u = units[i], prev = units[i - 1], next = units[i + 1], a = u.actmax || {};
     return [
-      breadcrumb([['network', '#network'], [l.name, layerHref(l.name)], ['unit ' + u.unit, null]]),
+      breadcrumb([['network', '#network'], [layerTitle(l.name), layerHref(l.name)], ['unit ' + u.unit, null]]),
       el('div', { class: 'prevnext' }, [prev ? el('a', { href: unitHref(l.name, prev.unit), text: '\u00ab unit ' + prev.unit }) : null,
         next ? el('a', { href: unitHref(l.name, next.unit), text: 'unit ' + next.unit + ' \u00bb' }) : null]),
-      el('h1', null, ['Unit ' + u.unit + ' of ', el('code', { text: l.name })]),
+      el('h1', null, ['Unit ' + u.unit + ' of ', el('code', { text: layerTitle(l.name) })]),
       summaryLine([['label', fmtStr(u.label)], ['category', fmtStr(u.category)], ['IoU', hasDissection(l) ? fmt(u.iou, 3) : NA],
         ['detector', hasDissection(l) ? yesNo(u.detector) : NA], ['top activation', fmt(u.top_activation, 2)], ['mean peak', fmt(u.mean_peak, 2)]]),
       section('Activation maximization', el('div', { class: 'tiles' }, [
