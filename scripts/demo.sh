@@ -33,5 +33,7 @@ echo "== cnnviz deconv --model models/tinycnn.pt --layer conv4 --units 0-15 --da
 "$cnnviz" deconv --model "$model" --layer conv4 --units 0-15 --dataset "$dataset" --out "$out/deconv"
 echo "== cnnviz dissect --model models/tinycnn.pt --dataset $dataset --layers conv3,conv4,conv5"
 "$cnnviz" dissect --model "$model" --dataset "$dataset" --layers conv3,conv4,conv5 --out "$out/dissect"
-echo "demo: wrote $out/layers.json, $out/actmax/, $out/invert/, $out/deconv/ and $out/dissect/ (open" \
-  "$out/dissect/index.html); dataset in $dataset" >&2
+echo "== cnnviz atlas --model models/tinycnn.pt --dataset $dataset --steps 64 --diversity 1"
+"$cnnviz" atlas --model "$model" --dataset "$dataset" --steps 64 --diversity 1 --out "$out/atlas"
+echo "demo: wrote $out/layers.json, $out/actmax/, $out/invert/, $out/deconv/, $out/dissect/ and $out/atlas/" \
+  "(open $out/atlas/index.html and $out/dissect/index.html); dataset in $dataset" >&2
