@@ -98,5 +98,29 @@ TEST(AdversarialTest, LayerDivergencesAreZeroWithoutAPerturbationAndBadRequestsR
   EXPECT_THROW(AdversarialAttack(planted).Run(images, labels, AttackOptions{}), UsageError);
 }
 
+// The divergences against eager PyTorch with forward hooks (tests/fixtures/make_fixtures.py,
+// write_divergence_reference) on the same weights, preprocessing and perturbation: convolutions, a
+// residual block's output, depthwise blocks and the logits.
+TEST(AdversarialTest, LayerDivergencesEqualEagerPyTorch) {
+  for (const std::string arch : {"alexnet", "resnet18", "mobilenet_v2"}) {
+    auto model = test::LoadFixtureModel(arch + "_script.pt", 64);
+    Probe probe(model);
+    const test::Reference reference = test::LoadReference(test::Fixture(arch + "_divergence_ref.pt"));
+    std::vector<std::string> layers;
+    for (const auto& [key, value] : reference) {
+      if (key.rfind("rel:", 0) == 0) layers.push_back(key.substr(4));
+    }
+    ASSERT_GE(layers.size(), 3u) << arch;
+    const auto divergences = LayerDivergences(probe, reference.at("clean").toTensor(), reference.at("adversarial").toTensor(), layers);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const at::Tensor relative = reference.at("rel:" + layers[l]).toTensor(), cosine = reference.at("cos:" + layers[l]).toTensor();
+      EXPECT_GT(relative.min().item<double>(), 1e-3) << arch << " " << layers[l];  // the perturbation moved it
+      EXPECT_LT((divergences[l].relative_l2 - relative).abs().max().item<double>(), 1e-4 * relative.max().item<double>())
+          << arch << " " << layers[l] << ": " << divergences[l].relative_l2 << " vs " << relative;
+      EXPECT_LT((divergences[l].cosine - cosine).abs().max().item<double>(), 1e-5) << arch << " " << layers[l];
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cnnviz

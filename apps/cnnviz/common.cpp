@@ -27,6 +27,7 @@
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/npy.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/units.h"
 
 namespace cnnviz::app {
 namespace fs = std::filesystem;
@@ -87,6 +88,17 @@ std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string
   }
   if (layers.empty()) throw UsageError(flag + ": the model has no Conv2d layers; name layers instead");
   return layers;
+}
+
+std::vector<std::string> ResolveLayerList(const std::string& text, const Probe& probe) {
+  if (text != "all" && text != "all-conv") return SplitList(text);
+  std::vector<std::string> layers;
+  if (text == "all") {
+    for (const LayerInfo& layer : probe.layers()) {
+      if (!layer.alias.empty() && layer.tappable) layers.push_back(layer.alias);
+    }
+  }
+  return layers.empty() ? ConvolutionLayers(probe, "--layers " + text) : layers;
 }
 
 ModelInput ReadModelInput(const std::string& path, const Model& model, const std::string& npy_values) {

@@ -43,6 +43,9 @@ void AddModelOptions(CLI::App& command, ModelOptions& options);
 // Every tappable Conv2d output with spatial extent, in forward order ("--layers all-conv"). Throws
 // UsageError naming `flag` when the model has none.
 std::vector<std::string> ConvolutionLayers(const Probe& probe, const std::string& flag);
+// A --layers value: "all" = the sidecar's aliased tappable layers in forward order, or every
+// convolution when there are none; "all-conv" = every convolution; otherwise a comma-separated list.
+std::vector<std::string> ResolveLayerList(const std::string& text, const Probe& probe);
 
 // The folder a command writes, the one way commands write files. Constructing it claims the folder for
 // this run: creates it; takes an exclusive lock on `folder/.cnnviz.lock` held until the process ends

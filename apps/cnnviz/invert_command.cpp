@@ -29,19 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// "all": the sidecar's aliased layers in forward order, or every convolution when there are none;
-// "all-conv": every convolution; otherwise a comma-separated list.
-std::vector<std::string> ResolveLayers(const std::string& text, const Probe& probe) {
-  if (text != "all" && text != "all-conv") return SplitList(text);
-  std::vector<std::string> layers;
-  if (text == "all") {
-    for (const LayerInfo& layer : probe.layers()) {
-      if (!layer.alias.empty() && layer.tappable) layers.push_back(layer.alias);
-    }
-  }
-  return layers.empty() ? ConvolutionLayers(probe, "--layers " + text) : layers;
-}
-
 json CurveJson(const LayerInversion& inversion) {
   return {{"steps", inversion.curve_steps},
           {"objective", inversion.objective_curve},
@@ -106,7 +93,7 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
     }
     m.auto_learning_rate = false;
   }
-  if (!options.layers_text.empty()) m.layers = ResolveLayers(options.layers_text, probe);
+  if (!options.layers_text.empty()) m.layers = ResolveLayerList(options.layers_text, probe);
 
   const OutputFolder out(options.out);
   InversionResult result;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cnnviz/actmax_command.h"
+#include "cnnviz/adversarial_command.h"
 #include "cnnviz/atlas_command.h"
 #include "cnnviz/common.h"
 #include "cnnviz/deconv_command.h"
@@ -34,7 +35,7 @@ using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::Globa
 const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand,
                                  &cnnviz::app::AddInvertCommand,  &cnnviz::app::AddUpconvCommand,
                                  &cnnviz::app::AddDeconvCommand,  &cnnviz::app::AddDissectCommand,
-                                 &cnnviz::app::AddAtlasCommand};
+                                 &cnnviz::app::AddAtlasCommand,   &cnnviz::app::AddAdversarialCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';

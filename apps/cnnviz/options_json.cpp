@@ -115,6 +115,45 @@ json ToJson(const ActMaxCommandOptions& options) {
           {"reference_dataset", reference_dataset}};
 }
 
+json ToJson(const AttackOptions& options) {
+  const auto& [attack, norm, epsilon, steps, step_size, random_start, target, seed] = options;
+  return {{"attack", attack},
+          {"norm", norm == AttackNorm::kL2 ? "l2" : "linf"},
+          {"epsilon", epsilon},
+          {"steps", steps},
+          {"step_size", step_size},
+          {"random_start", random_start},
+          {"target", target >= 0 ? json(target) : json(nullptr)},
+          {"seed", seed}};
+}
+
+json ToJson(const AdversarialCommandOptions& options) {
+  const auto& [model, attack, norm, epsilon_text, step_size_text, no_random_start, image, images, adversarial_image,
+               npy_values, layers_text, inspect_text, changed_units, dissection, rule, inversion_layers_text,
+               inversion_steps, batch, max_images, workers, out] = options;
+  (void)norm;  // in "attack"
+  (void)no_random_start;
+  return {{"model", ToJson(model)},
+          {"attack", ToJson(attack)},
+          {"epsilon_text", epsilon_text},
+          {"step_size_text", step_size_text},
+          {"image", image},
+          {"images", images},
+          {"adversarial_image", adversarial_image},
+          {"npy_values", npy_values},
+          {"layers", layers_text},
+          {"inspect", inspect_text},
+          {"changed_units", changed_units},
+          {"dissection", dissection},
+          {"rule", rule},
+          {"inversion_layers", inversion_layers_text},
+          {"inversion_steps", inversion_steps},
+          {"batch", batch},
+          {"max_images", max_images},
+          {"workers", workers},
+          {"out", out}};
+}
+
 json ToJson(const DeconvCommandOptions& options) {
   const auto& [model, method, layers_text, units_text, units_given, rule, dataset, image, npy_values, position_text,
                out, save_arrays] = options;

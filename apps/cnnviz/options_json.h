@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnnviz/actmax_command.h"
+#include "cnnviz/adversarial_command.h"
 #include "cnnviz/atlas_command.h"
 #include "cnnviz/deconv_command.h"
 #include "cnnviz/dissect_command.h"
@@ -23,8 +24,10 @@ nlohmann::json ToJson(const DeconvOptions& options);
 nlohmann::json ToJson(const DissectionOptions& options);
 nlohmann::json ToJson(const BrodenOptions& options);
 nlohmann::json ToJson(const InversionOptions& options);
+nlohmann::json ToJson(const AttackOptions& options);
 
 nlohmann::json ToJson(const ActMaxCommandOptions& options);
+nlohmann::json ToJson(const AdversarialCommandOptions& options);
 nlohmann::json ToJson(const AtlasCommandOptions& options);
 nlohmann::json ToJson(const DeconvCommandOptions& options);
 nlohmann::json ToJson(const DissectCommandOptions& options);

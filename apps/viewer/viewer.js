@@ -1,6 +1,7 @@
 /* cnnviz viewer: renders the atlas.json / dissect report.json that data.js assigns to
  * window.CNNVIZ_DATA. Static, no modules, no network, no libraries; opens from file://.
- * Routes (docs/atlas.md): #network, #layer=<name>, #unit=<name>/<k>, with optional
+ * Routes (docs/atlas.md): #network, #layer=<name>, #unit=<name>/<k>; adversarial reports
+ * (docs/adversarial.md): #network, #image=<k>. With optional
  * &sort=<col>&desc=1&filter=<text>&page=<n> (n is 1-based) and &selftest=1 (browser test hook).
  * All data reaches the page through DOM nodes and textContent, never through innerHTML. */
 (function () {
@@ -142,7 +143,8 @@
 
   function safeDecode(s) { try { return decodeURIComponent(s.replace(/\+/g, ' ')); } catch (e) { return s; } }
 
-  /** {page: 'network'|'layer'|'unit'|'unknown', layer, unit, params: {...}} from location.hash */
+  /** {page: 'network'|'layer'|'unit'|'image'|'unknown', layer, unit, image, params: {...}} from location.hash
+   *  (image: the adversarial report's image index, NaN when not a whole number) */
   function parseHash() {
     var r = { page: 'network', params: {} };
     location.hash.replace(/^#/, '').split('&').forEach(function (part, i) {
@@ -154,7 +156,8 @@
       else if (i === 0 && k === 'unit') {
         var slash = v.lastIndexOf('/');  // layer names may contain '/', unit numbers never do
         r.page = 'unit'; r.layer = v.slice(0, slash); r.unit = parseInt(v.slice(slash + 1), 10);
-      } else if (i === 0 && eq < 0) r.page = 'unknown';
+      } else if (i === 0 && k === 'image') { r.page = 'image'; r.image = /^\d+$/.test(v) ? parseInt(v, 10) : NaN; }
+      else if (i === 0 && eq < 0) r.page = 'unknown';
       else r.params[k] = v;
     });
     return r;
@@ -170,7 +173,8 @@
 
   /** Write table state into the hash without re-rendering (keeps focus in the filter box). */
   function replaceParams(route, params) {
-    var base = route.page === 'layer' ? layerHref(route.layer).slice(1) : location.hash.replace(/^#/, '').split('&')[0];
+    var base = route.page === 'layer' ? layerHref(route.layer).slice(1)
+      : route.page === 'network' ? 'network' : location.hash.replace(/^#/, '').split('&')[0];
     var keep = Object.assign({}, route.params, params);
     var parts = [base];
     Object.keys(keep).forEach(function (k) {
@@ -194,11 +198,16 @@
   /* ---------- sortable, filterable, paged table ---------- */
 
   /** cols: [{key, label, value(row) -> sort value or null, cell(row) -> node, num, desc (default direction)}]
-   *  Null/'' sort values always go last. Filter tokens: all-digit = unit number, else label/category substring. */
-  function dataTable(cols, rows, route) {
+   *  Null/'' sort values always go last. Filter tokens: all-digit = unit number, else label/category substring.
+   *  opts (all optional; the defaults are the unit tables'): {id: row key and default sort ('unit'),
+   *  noun ('units'), placeholder, text(row) -> the text the filter searches, tableId ('unit-table')}. */
+  function dataTable(cols, rows, route, opts) {
+    opts = opts || {};
+    var idKey = opts.id || 'unit', noun = opts.noun || 'units';
+    var rowText = opts.text || function (r) { return String(r.label || '') + ' ' + String(r.category || ''); };
     var p = route.params;
     var state = {
-      sort: cols.some(function (c) { return c.key === p.sort && c.value; }) ? p.sort : 'unit',
+      sort: cols.some(function (c) { return c.key === p.sort && c.value; }) ? p.sort : idKey,
       desc: p.desc === '1', filter: p.filter || '', page: Math.max(1, parseInt(p.page, 10) || 1)
     };
     var tbody = el('tbody'), info = el('span', { class: 'count' }), pager = el('span', { class: 'pager' });
@@ -214,13 +223,13 @@
       headCells[c.key] = th;
       return th;
     })));
-    var input = el('input', { type: 'search', value: state.filter, placeholder: 'filter: label, category, unit #' });
+    var input = el('input', { type: 'search', value: state.filter, placeholder: opts.placeholder || 'filter: label, category, unit #' });
     input.addEventListener('input', function () { state.filter = input.value; state.page = 1; update(); });
 
     function matches(r) {
       var toks = state.filter.toLowerCase().split(/\s+/).filter(Boolean);
-      var text = (String(r.label || '') + ' ' + String(r.category || '')).toLowerCase();
-      return toks.every(function (t) { return /^\d+$/.test(t) ? r.unit === +t : text.indexOf(t) >= 0; });
+      var text = rowText(r).toLowerCase();
+      return toks.every(function (t) { return /^\d+$/.test(t) ? r[idKey] === +t : text.indexOf(t) >= 0; });
     }
     function sorted() {
       var col = cols.filter(function (c) { return c.key === state.sort; })[0];
@@ -229,7 +238,7 @@
         var an = a.v === null || a.v === '' || a.v === undefined, bn = b.v === null || b.v === '' || b.v === undefined;
         if (an !== bn) return an ? 1 : -1;
         if (!an && a.v !== b.v) return (a.v < b.v ? -1 : 1) * dir;
-        return a.r.unit - b.r.unit;
+        return a.r[idKey] - b.r[idKey];
       }).map(function (x) { return x.r; });
     }
     function pageButton(label, n, pages) {
@@ -248,23 +257,23 @@
           return el('td', { class: c.num ? 'num' : '', 'data-col': c.key, 'data-value': isNum(v) ? v : null }, c.cell(r));
         })));
       });
-      if (!shown.length) tbody.appendChild(el('tr', null, el('td', { colspan: cols.length, class: 'note', text: 'no unit matches the filter' })));
+      if (!shown.length) tbody.appendChild(el('tr', null, el('td', { colspan: cols.length, class: 'note', text: 'no ' + noun.replace(/s$/, '') + ' matches the filter' })));
       Object.keys(headCells).forEach(function (k) {
         headCells[k].classList.toggle('asc', k === state.sort && !state.desc);
         headCells[k].classList.toggle('desc', k === state.sort && state.desc);
       });
-      info.textContent = list.length + ' of ' + rows.length + ' units' +
+      info.textContent = list.length + ' of ' + rows.length + ' ' + noun +
         (list.length ? ', rows ' + ((state.page - 1) * PAGE_SIZE + 1) + NA + ((state.page - 1) * PAGE_SIZE + shown.length) : '');
       pager.textContent = '';
       append(pager, [pageButton('\u00ab prev', state.page - 1, pages), ' page ' + state.page + ' of ' + pages + ' ',
         pageButton('next \u00bb', state.page + 1, pages)]);
-      replaceParams(route, { sort: state.sort === 'unit' ? '' : state.sort, desc: state.desc ? '1' : '',
+      replaceParams(route, { sort: state.sort === idKey ? '' : state.sort, desc: state.desc ? '1' : '',
         filter: state.filter, page: state.page > 1 ? String(state.page) : '' });
     }
     update();
     return el('div', { class: 'datatable' }, [
       el('div', { class: 'tools' }, [input, info, pager]),
-      el('div', { class: 'scroll' }, el('table', { class: 'grid units', id: 'unit-table' }, [thead, tbody]))]);
+      el('div', { class: 'scroll' }, el('table', { class: 'grid units', id: opts.tableId || 'unit-table' }, [thead, tbody]))]);
   }
 
   /* ---------- shared bits ---------- */
@@ -621,6 +630,425 @@
     return el('svg:svg', { class: 'hist', width: W, height: H, viewBox: '0 0 ' + W + ' ' + H, role: 'img' }, kids);
   }
 
+  /* ---------- adversarial pages (docs/adversarial.md) ---------- */
+
+  function advImages() { return Array.isArray(D.images) ? D.images : []; }
+  /** The image whose `index` is k (indices need not be positions: skipped images leave gaps). */
+  function advImage(k) { return advImages().filter(function (im) { return im.index === k; })[0]; }
+  function imageHref(k) { return '#image=' + k; }
+  /** Up to 4 significant digits, no trailing zeros (epsilons, step sizes). */
+  function fmtG(v) { return isNum(v) ? String(Number(v.toPrecision(4))) : NA; }
+  /** "mean \u00b1 std" of a {mean, std, min, max} object. */
+  function pm(s, d) {
+    if (!s || !isNum(s.mean)) return NA;
+    return fmt(s.mean, d) + (isNum(s.std) ? ' \u00b1 ' + fmt(s.std, d) : '');
+  }
+  function range(s, d) { return s && (isNum(s.min) || isNum(s.max)) ? fmt(s.min, d) + ' \u2026 ' + fmt(s.max, d) : NA; }
+  function percent(p, d) { return isNum(p) ? (100 * p).toFixed(d === undefined ? 1 : d) + '%' : NA; }
+  function normText(n) { return n === 'linf' ? 'L\u221e' : n === 'l2' ? 'L2' : fmtStr(n); }
+  function meanOf(a) {
+    var v = (Array.isArray(a) ? a : []).filter(isNum);
+    return v.length ? v.reduce(function (s, x) { return s + x; }, 0) / v.length : null;
+  }
+  function layerDisplay(l) { return l ? fmtStr(l.display || l.name) : NA; }
+  /** A layer's display name, with its module path beside it (small) when they differ. */
+  function layerCell(l) {
+    return [el('code', { text: layerDisplay(l) }),
+      l && l.display && l.name && l.display !== l.name ? el('span', { class: 'small', text: ' ' + l.name }) : null];
+  }
+
+  var classNameMap = null;
+  /** {class: name} from every top-5 list and the target; names may be null (no sidecar). */
+  function classNames() {
+    if (classNameMap) return classNameMap;
+    classNameMap = {};
+    var add = function (c, n) { if (isNum(c) && n !== null && n !== undefined && n !== '' && !(c in classNameMap)) classNameMap[c] = String(n); };
+    var t = (D.attack || {}).target;
+    if (t) add(t['class'], t.name);
+    advImages().forEach(function (im) {
+      (im.clean_top5 || []).concat(im.adversarial_top5 || []).forEach(function (e) { if (e) add(e['class'], e.name); });
+    });
+    return classNameMap;
+  }
+  /** "cat (3)", or "class 3" without a name. */
+  function className(c) {
+    if (!isNum(c)) return NA;
+    var n = classNames()[c];
+    return n ? n + ' (' + c + ')' : 'class ' + c;
+  }
+  function targetClass() { var t = (D.attack || {}).target; return t && isNum(t['class']) ? t['class'] : null; }
+
+  function niceStep(span, count) {
+    var raw = span / Math.max(1, count), mag = Math.pow(10, Math.floor(Math.log(raw) / Math.LN10)), f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * mag;
+  }
+  function stepDecimals(step) { var d = 0; while (d < 8 && Math.abs(Math.round(step * Math.pow(10, d)) - step * Math.pow(10, d)) > 1e-6) d++; return d; }
+
+  /** Per-layer line chart: panels stacked on one x axis (the layers, in order).
+   *  panels: [{title, ylabel, series: [{name, mean: [], std: [] | null, cls}], ref: {value, label} | null,
+   *  floor (lowest allowed y), ceil (highest allowed y), zero (include 0), tip(i, series) -> tooltip text}] */
+  function layerChart(labels, panels) {
+    var n = labels.length;
+    if (!n) return note('No layers.');
+    var short = labels.map(function (s) { s = String(s); return s.length > 22 ? s.slice(0, 21) + '\u2026' : s; });
+    var maxLab = Math.max.apply(null, short.map(function (s) { return s.length * 6.3; }));
+    var legend = panels.some(function (p) { return p.series.length > 1; });
+    var refs = panels.some(function (p) { return p.ref && isNum(p.ref.value); });
+    var HEAD = legend ? 40 : 24;   // above each panel: its title, then (several series) the legend
+    var L = 62, R = refs ? 138 : 24, W = Math.max(760, Math.min(1040, L + R + 90 * n)), PH = 170, GAP = HEAD + 22, T = HEAD;
+    var pw = W - L - R, step = pw / n, rotate = maxLab > step - 6;
+    if (rotate) {   // the first slanted label reaches left of its tick by cos(40 deg) of its length: make room
+      L = Math.max(L, Math.ceil(0.77 * maxLab - step / 2 + 8));
+      pw = W - L - R; step = pw / n;
+    }
+    var xlab = rotate ? Math.ceil(maxLab * 0.66) + 10 : 18, B = xlab + 30;
+    var H = T + panels.length * PH + (panels.length - 1) * GAP + B;
+    var xs = function (i) { return L + step * (i + 0.5); };
+    var kids = [];
+    panels.forEach(function (p, pi) {
+      var y0 = T + pi * (PH + GAP);
+      var vals = [];
+      p.series.forEach(function (s) {
+        s.mean.forEach(function (m, i) {
+          if (!isNum(m)) return;
+          var sd = s.std && isNum(s.std[i]) ? s.std[i] : 0;
+          vals.push(m - sd, m + sd);
+        });
+      });
+      if (p.ref && isNum(p.ref.value)) vals.push(p.ref.value);
+      if (p.zero) vals.push(0);
+      var lo = vals.length ? Math.min.apply(null, vals) : 0, hi = vals.length ? Math.max.apply(null, vals) : 1;
+      if (hi - lo < 1e-9) { lo -= 0.05; hi += 0.05; }
+      var tstep = niceStep(hi - lo, 4);
+      lo = Math.floor(lo / tstep - 1e-9) * tstep; hi = Math.ceil(hi / tstep + 1e-9) * tstep;
+      if (isNum(p.floor)) lo = Math.max(lo, p.floor);
+      if (isNum(p.ceil)) hi = Math.min(hi, p.ceil);
+      if (hi <= lo) hi = lo + tstep;
+      var ys = function (v) { return y0 + PH - PH * (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo); };
+      var dec = stepDecimals(tstep);
+      kids.push(el('svg:text', { x: L, y: y0 - HEAD + 12, class: 'ptitle', text: p.title }));
+      for (var t = lo; t <= hi + tstep * 1e-6; t += tstep) {
+        kids.push(el('svg:line', { x1: L, y1: ys(t), x2: L + pw, y2: ys(t), class: 'grid' }));
+        kids.push(el('svg:text', { x: L - 5, y: ys(t) + 4, class: 'lbl', 'text-anchor': 'end', text: t.toFixed(dec) }));
+      }
+      for (var i = 0; i < n; i++) kids.push(el('svg:line', { x1: xs(i), y1: y0, x2: xs(i), y2: y0 + PH, class: 'vgrid' }));
+      kids.push(el('svg:line', { x1: L, y1: y0 + PH, x2: L + pw, y2: y0 + PH, class: 'axis' }),
+        el('svg:line', { x1: L, y1: y0, x2: L, y2: y0 + PH, class: 'axis' }),
+        el('svg:text', { x: 14, y: y0 + PH / 2, class: 'lbl axis-title', 'text-anchor': 'middle',
+          transform: 'rotate(-90 14 ' + (y0 + PH / 2) + ')', text: p.ylabel }));
+      p.series.slice().reverse().forEach(function (s) {   // the first series is drawn last, on top
+        var si = p.series.indexOf(s), runs = [], run = null;   // contiguous stretches of finite values (a null breaks the line)
+        s.mean.forEach(function (m, i) {
+          if (isNum(m)) { if (!run) runs.push(run = []); run.push(i); } else run = null;
+        });
+        runs.forEach(function (r) {
+          if (s.std) {
+            var up = r.map(function (i) { return xs(i) + ',' + ys(s.mean[i] + (isNum(s.std[i]) ? s.std[i] : 0)); });
+            var dn = r.slice().reverse().map(function (i) { return xs(i) + ',' + ys(s.mean[i] - (isNum(s.std[i]) ? s.std[i] : 0)); });
+            kids.push(el('svg:polygon', { points: up.concat(dn).join(' '), class: 'band ' + (s.cls || '') }));
+            r.forEach(function (i) {
+              if (!isNum(s.std[i]) || s.std[i] <= 0) return;
+              kids.push(el('svg:line', { x1: xs(i), x2: xs(i), y1: ys(s.mean[i] - s.std[i]), y2: ys(s.mean[i] + s.std[i]), class: 'ebar ' + (s.cls || '') }));
+            });
+          }
+          kids.push(el('svg:polyline', { points: r.map(function (i) { return xs(i) + ',' + ys(s.mean[i]); }).join(' '), class: 'line ' + (s.cls || '') }));
+        });
+        s.mean.forEach(function (m, i) {
+          if (!isNum(m)) return;
+          kids.push(el('svg:circle', { cx: xs(i), cy: ys(m), r: 4, class: 'pt ' + (s.cls || '') },
+            el('svg:title', { text: p.tip ? p.tip(i, s) : labels[i] + ': ' + fmt(m, 4) })));
+        });
+        if (p.series.length > 1) {   // legend, under the panel's title
+          var lx = L + si * 170;
+          kids.push(el('svg:line', { x1: lx, x2: lx + 22, y1: y0 - 11, y2: y0 - 11, class: 'line ' + (s.cls || '') }),
+            el('svg:circle', { cx: lx + 11, cy: y0 - 11, r: 3.5, class: 'pt ' + (s.cls || '') }),
+            el('svg:text', { x: lx + 28, y: y0 - 7, class: 'lbl', text: s.name }));
+        }
+      });
+      if (p.ref && isNum(p.ref.value)) {
+        var ry = ys(p.ref.value);
+        kids.push(el('svg:line', { x1: L, y1: ry, x2: L + pw, y2: ry, class: 'ref' }, el('svg:title', { text: p.ref.label + ': ' + fmt(p.ref.value, 4) })),
+          el('svg:text', { x: L + pw + 6, y: ry - 2, class: 'lbl ref-lbl', text: p.ref.label }),
+          el('svg:text', { x: L + pw + 6, y: ry + 11, class: 'lbl ref-lbl', text: fmt(p.ref.value, 4) }));
+      }
+    });
+    var yb = T + panels.length * PH + (panels.length - 1) * GAP;
+    short.forEach(function (s, i) {
+      kids.push(el('svg:text', rotate
+        ? { x: xs(i), y: yb + 12, class: 'lbl xlbl', 'text-anchor': 'end', transform: 'rotate(-40 ' + xs(i) + ' ' + (yb + 12) + ')', text: s }
+        : { x: xs(i), y: yb + 15, class: 'lbl xlbl', 'text-anchor': 'middle', text: s }, el('svg:title', { text: String(labels[i]) })));
+    });
+    kids.push(el('svg:text', { x: L + pw / 2, y: H - 6, class: 'lbl axis-title', 'text-anchor': 'middle', text: 'layer (forward order)' }));
+    return el('svg:svg', { class: 'divchart', width: W, height: H, viewBox: '0 0 ' + W + ' ' + H, role: 'img' }, kids);
+  }
+
+  /** The report's divergence: relative L2 (with the input perturbation's own size as reference) and cosine. */
+  /** One image attacked: the statistics over images are that image's values (std 0), shown plainly. */
+  function oneImage() { return D.mode === 'image' || (D.summary && D.summary.images === 1); }
+  /** pm(), or the mean alone for a one-image report. */
+  function pmOrValue(s, d) { return oneImage() ? (s ? fmt(s.mean, d) : NA) : pm(s, d); }
+
+  function divergenceChart() {
+    var layers = D.layers || [], sm = D.summary || {}, one = oneImage();
+    var labels = layers.map(function (l) { return l.display || l.name; });
+    var get = function (key, stat) { return layers.map(function (l) { var s = l[key] || {}; return isNum(s[stat]) ? s[stat] : null; }); };
+    var tip = function (key, what) {
+      return function (i) {
+        var s = layers[i][key] || {};
+        return labels[i] + ': ' + what + ' ' + pmOrValue(s, 4) + (one ? '' : ' (min ' + fmt(s.min, 4) + ', max ' + fmt(s.max, 4) + ')');
+      };
+    };
+    var ref = sm.input_relative_l2 && isNum(sm.input_relative_l2.mean) ? { value: sm.input_relative_l2.mean, label: 'perturbation (input)' } : null;
+    return layerChart(labels, [
+      { title: 'relative L2 distance \u2016a\u2032 \u2212 a\u2016 / \u2016a\u2016' + (one ? '' : ' (mean; band and bars: \u00b1 1 std over images)'), ylabel: 'relative L2',
+        series: [{ name: 'relative L2', mean: get('relative_l2', 'mean'), std: one ? null : get('relative_l2', 'std'), cls: 's-l2' }],
+        ref: ref, zero: true, floor: 0, tip: tip('relative_l2', 'relative L2') },
+      { title: 'cosine similarity of clean and adversarial activations' + (one ? '' : ' (mean \u00b1 1 std)'), ylabel: 'cosine',
+        series: [{ name: 'cosine', mean: get('cosine', 'mean'), std: one ? null : get('cosine', 'std'), cls: 's-cos' }],
+        floor: -1, ceil: 1, tip: tip('cosine', 'cosine') }]);
+  }
+
+  function advNetwork(route) {
+    var at = D.attack || {}, sm = D.summary || {}, m = D.model || {}, tm = D.timings || {};
+    var skipped = Array.isArray(D.skipped) ? D.skipped : [];
+    var given = at.source === 'given';
+    return [
+      el('h1', null, ['Adversarial attack', el('span', { class: 'sub', text: ' ' + (D.mode === 'image' ? 'one image' : D.mode === 'folder' ? 'image folder' : fmtStr(D.mode)) })]),
+      el('div', { class: 'adv-head' }, [
+        el('div', { class: 'adv-box' }, [el('h3', { text: 'Attack' }), summaryLine([
+          ['attack', given ? 'given image' : at.attack ? String(at.attack).toUpperCase() : NA],
+          ['norm', normText(at.norm)],
+          ['epsilon', fmtG(at.epsilon) + (at.epsilon_text && at.epsilon_text !== fmtG(at.epsilon) ? ' (' + at.epsilon_text + ')' : '')],
+          ['steps', fmtInt(at.steps)], ['step size', fmtG(at.step_size)],
+          ['random start', at.random_start === null || at.random_start === undefined ? NA : yesNo(at.random_start)],
+          ['target', at.target ? className(at.target['class']) : 'untargeted'],
+          ['source', given ? 'given (--adversarial-image)' : fmtStr(at.source)]]),
+          at.space ? note('Budget and distances are measured in ' + at.space + '.') : null]),
+        el('div', { class: 'adv-box' }, [el('h3', { text: 'Result' }), summaryLine([
+          ['images', fmtInt(sm.images) + (skipped.length ? ' (' + skipped.length + ' skipped)' : '')],
+          ['success', fmtInt(sm.success) + ' of ' + fmtInt(sm.images) + ' (' + percent(sm.success_rate) + ')'],
+          ['clean predictions kept', fmtInt(sm.clean_predictions_kept)],
+          ['L\u221e', pmOrValue(sm.linf, 4)], ['L2', pmOrValue(sm.l2, 3)], ['input relative L2', pmOrValue(sm.input_relative_l2, 4)],
+          ['images / minute', fmt(sm.images_per_minute, 1)], ['time', isNum(tm.total_seconds) ? fmt(tm.total_seconds, 1) + ' s' : NA]]),
+          sm.success_meaning ? note('Success: ' + sm.success_meaning + '.') : null])]),
+      summaryLine([['model', fmtStr(m.path)], ['device', fmtStr(m.device)], ['seed', fmtStr(D.seed)],
+        ['labels from', D.dissection ? fmtStr(D.dissection.path) + ' (' + (D.dissection.layers || []).join(', ') + ')' : NA + ' (no dissection)'],
+        ['cnnviz', fmtStr(D.cnnviz_version)], ['torch', fmtStr(D.torch_version)], ['created', fmtStr(D.created)]]),
+      section('Divergence per layer', [
+        note('How far each layer\'s activation moved under the attack: relative L2 distance between the adversarial and the clean ' +
+          'activation, and their cosine similarity' + (D.mode === 'folder' ? ', mean \u00b1 std over ' + fmtInt(sm.images) + ' images' : '') +
+          '. The dashed line is the perturbation\'s own relative size at the model input: layers above it amplified the perturbation.'),
+        el('div', { class: 'scroll' }, divergenceChart()),
+        D.divergence_chart ? pngDetails('The same chart as a PNG (' + basename(D.divergence_chart) + ')', D.divergence_chart) : null]),
+      section('Layers', el('div', { class: 'scroll' }, oneImage()
+        ? simpleTable(['layer', 'shape', 'relative L2', 'cosine'], (D.layers || []).map(function (l) {
+          return [layerCell(l), fmtPair(l.shape), num(pmOrValue(l.relative_l2, 4)), num(pmOrValue(l.cosine, 4))];
+        }))
+        : simpleTable(['layer', 'shape', 'relative L2 (mean \u00b1 std)', 'relative L2 range', 'cosine (mean \u00b1 std)', 'cosine range'],
+          (D.layers || []).map(function (l) {
+            return [layerCell(l), fmtPair(l.shape), num(pm(l.relative_l2, 4)), num(range(l.relative_l2, 4)), num(pm(l.cosine, 4)), num(range(l.cosine, 4))];
+          })))),
+      changesSection(),
+      advInversions(),
+      advImagesSection(route),
+      skipped.length ? section('Skipped images (' + skipped.length + ')', simpleTable(['image', 'reason'],
+        skipped.map(function (s) { return [fmtStr(s.image), fmtStr(s.reason)]; }))) : null,
+      D.timings ? el('details', null, [el('summary', { text: 'Timings' }), kvTable(D.timings)]) : null,
+      el('details', null, [el('summary', { text: 'Model input' }), kvTable(m.input)]),
+      el('details', null, [el('summary', { text: 'Options' }), kvTable(D.options)])
+    ];
+  }
+
+  /** A PNG folded into <details> (open in the self-test so that the test sees it load). */
+  function pngDetails(text, path) {
+    var d = el('details', { class: 'png' }, [el('summary', { text: text }),
+      el('p', { class: 'small' }, el('a', { href: fileUrl(path), text: path })), image(path, { cls: 'chart' })]);
+    d.open = selftest;
+    return d;
+  }
+
+  function signed(v, d) { return isNum(v) ? (v > 0 ? '+' : '') + v.toFixed(d) : NA; }
+
+  function changeTable(title, units) {
+    units = Array.isArray(units) ? units : [];
+    return el('div', { class: 'change-table' }, [el('h4', { text: title + ' (' + units.length + ')' }),
+      units.length ? simpleTable(['unit', 'label', 'clean', 'adversarial', 'change', el('span', { title: 'projections in the example image: clean, adversarial', text: 'projections' })],
+        units.map(function (u) {
+          var extra = [u.category, isNum(u.iou) ? 'IoU ' + fmt(u.iou, 3) : null,
+            u.detector === false ? 'not a detector' : null].filter(function (x) { return x !== null && x !== undefined && x !== ''; });
+          return [num(fmtInt(u.unit)),
+            u.label ? [u.detector === false ? el('span', { class: 'small', text: String(u.label) }) : el('b', { text: String(u.label) }),
+              extra.length ? el('div', { class: 'small nowrap', text: extra.join(', ') }) : null] : NA,
+            num(fmt(u.clean, 3)), num(fmt(u.adversarial, 3)),
+            { td: signed(u.change, 3), cls: 'num ' + (isNum(u.change) ? (u.change > 0 ? 'up' : u.change < 0 ? 'down' : '') : '') },
+            u.projection_clean || u.projection_adversarial ? el('div', { class: 'pair-imgs' }, [
+              u.projection_clean ? image(u.projection_clean, { cls: 'thumb', title: 'clean' }) : NA,
+              u.projection_adversarial ? image(u.projection_adversarial, { cls: 'thumb', title: 'adversarial' }) : NA]) : NA];
+        }), 'grid changes') : note('none')]);
+  }
+
+  function changesSection() {
+    var ch = Array.isArray(D.changes) ? D.changes : [];
+    if (!ch.length) return section('Units that changed most', note('No layer inspected (--inspect): no per-unit changes.'));
+    var figs = D.changes_figure || {};
+    return section('Units that changed most', [
+      note('Per inspected layer, the units whose activation rose and fell most under the attack. Projections: the unit\'s ' +
+        (D.options && D.options.rule ? String(D.options.rule) : 'deconvnet') + ' ' +
+        'projection in image ' + fmtStr(D.example) + ', clean and adversarial. Labels come from the dissection, where one was given.'),
+      ch.map(function (c) {
+        var fig = figs[c.name];
+        return el('div', { class: 'changes-layer' }, [
+          el('h3', null, layerCell(c)),
+          el('p', { class: 'note' }, [fmtStr(c.measure) + '; ' + fmtInt(c.images) + ' image' + (c.images === 1 ? '' : 's') + '.',
+            fig ? [' All projections in one figure: ', el('a', { href: fileUrl(fig), text: fig })] : null]),
+          el('div', { class: 'row change-pair' }, [changeTable('rose most', c.rose), changeTable('fell most', c.fell)])]);
+      })]);
+  }
+
+  function advInversions() {
+    var inv = D.inversions;
+    if (!inv) return null;
+    var k = isNum(inv.image) ? inv.image : D.example, ex = advImage(k) || {};
+    var rows = (inv.layers || []).map(function (l) {
+      var drop = isNum(l.clean_psnr) && isNum(l.adversarial_psnr) ? l.adversarial_psnr - l.clean_psnr : null;
+      return el('tr', null, [
+        el('th', null, layerCell(l)),
+        el('td', null, figure(l.clean, ['feature error ' + fmt(l.clean_feature_error, 3), el('b', { text: 'PSNR ' + fmt(l.clean_psnr, 1) + ' dB' })], { cls: 'inv' })),
+        el('td', null, figure(l.adversarial, ['feature error ' + fmt(l.adversarial_feature_error, 3), el('b', { text: 'PSNR ' + fmt(l.adversarial_psnr, 1) + ' dB' })], { cls: 'inv' })),
+        el('td', { class: 'num' }, signed(drop, 1) + (isNum(drop) ? ' dB' : ''))]);
+    });
+    return section('Inversions: the image each layer\'s features describe', [
+      note('Reconstructions (' + fmtInt(inv.steps) + ' steps) from the clean and from the adversarial activations of image ' + fmtStr(k) +
+        '. PSNR against the clean image, dB; feature error: how far the reconstruction\'s features stay from the ones it inverts.'),
+      el('div', { class: 'inv-grid' }, [
+        el('div', { class: 'inv-originals' }, [
+          figure(ex.clean, [el('b', { text: 'clean' }), el('a', { href: imageHref(k), text: 'image ' + fmtStr(k) }), className(ex.clean_class)], { cls: 'inv' }),
+          figure(ex.adversarial, [el('b', { text: 'adversarial' }), className(ex.adversarial_class)], { cls: 'inv' })]),
+        el('div', { class: 'scroll' }, el('table', { class: 'grid inv-table' }, [
+          el('thead', null, el('tr', null, ['layer', 'from clean activations', 'from adversarial activations', 'PSNR change'].map(function (h, i) {
+            return el('th', { class: i === 3 ? 'num' : '' }, h);
+          }))),
+          el('tbody', null, rows)]))]),
+      inv.figure ? el('p', { class: 'small' }, ['All inversions in one figure: ', el('a', { href: fileUrl(inv.figure), text: inv.figure })]) : null]);
+  }
+
+  /** Top-5 table; the clean class and the target class are highlighted. */
+  function top5Table(title, list, im) {
+    var tgt = targetClass();
+    list = Array.isArray(list) ? list : [];
+    return el('div', { class: 'top5' }, [el('h4', { text: title }),
+      list.length ? el('table', { class: 'grid top5' }, [
+        el('thead', null, el('tr', null, [el('th', { class: 'num', text: 'class' }), el('th', { text: 'name' }),
+          el('th', { class: 'num', text: 'probability' }), el('th', { class: 'num', text: 'logit' })])),
+        el('tbody', null, list.map(function (e) {
+          var c = e['class'], isClean = c === im.clean_class, isTarget = tgt !== null && c === tgt;
+          var p = isNum(e.probability) ? Math.max(0, Math.min(1, e.probability)) : 0;
+          return el('tr', { class: (isClean ? 'is-clean ' : '') + (isTarget ? 'is-target' : ''),
+            title: isClean && isTarget ? 'clean and target class' : isClean ? 'the clean prediction' : isTarget ? 'the target class' : null }, [
+            el('td', { class: 'num', text: fmtInt(c) }), el('td', { text: fmtStr(e.name || classNames()[c]) }),
+            el('td', { class: 'num prob' }, [el('span', { class: 'pbar', style: { width: (60 * p).toFixed(1) + 'px' } }), percent(e.probability, 1)]),
+            el('td', { class: 'num', text: fmt(e.logit, 2) })]);
+        }))]) : note('no top-5')]);
+  }
+
+  /** One image: clean, adversarial, amplified perturbation, and the top-5 before and after. */
+  function imagePanel(im) {
+    var changed = isNum(im.clean_class) && isNum(im.adversarial_class) && im.clean_class !== im.adversarial_class;
+    return el('div', { class: 'adv-panel' }, [
+      el('div', { class: 'adv-imgs' }, [
+        figure(im.clean, [el('b', { text: 'clean' }), className(im.clean_class)], { cls: 'adv-big' }),
+        figure(im.adversarial, [el('b', { text: 'adversarial' }), el('span', { class: changed ? 'bad' : '', text: className(im.adversarial_class) })], { cls: 'adv-big' }),
+        figure(im.perturbation, [el('b', { text: 'perturbation \u00d7' + fmtG(im.perturbation_gain) }), '0.5 + \u03b4 \u00d7 gain, clamped'], { cls: 'adv-big' })]),
+      el('div', { class: 'top5s' }, [top5Table('Top 5 before (clean)', im.clean_top5, im), top5Table('Top 5 after (adversarial)', im.adversarial_top5, im)]),
+      el('p', { class: 'legend small' }, [el('span', { class: 'sw sw-clean' }), ' the clean prediction',
+        targetClass() !== null ? [el('span', { class: 'sw sw-target' }), ' the target class'] : null])]);
+  }
+
+  function linfText(v) { return isNum(v) ? fmt(v, 4) + ' (' + fmt(255 * v, 1) + '/255)' : NA; }
+
+  function advImagesSection(route) {
+    var list = advImages();
+    if (!list.length) return section('Images', note('No image was attacked.'));
+    if (D.mode === 'image' && list.length === 1) {
+      var im = list[0];
+      return section('The image', [
+        summaryLine([['name', fmtStr(im.name)], ['success', yesNo(im.success)], ['L\u221e', linfText(im.linf)], ['L2', fmt(im.l2, 3)],
+          ['input relative L2', fmt(im.input_relative_l2, 4)], ['page', el('a', { href: imageHref(im.index), text: 'image ' + im.index + ' \u00bb' })]]),
+        imagePanel(im),
+        im.figure ? el('p', { class: 'small' }, ['Captioned panel: ', el('a', { href: fileUrl(im.figure), text: im.figure })]) : null]);
+    }
+    var thumb = function (key, what) {
+      return { key: key, label: what, cell: function (r) { return image(r[key], { cls: 'thumb', href: imageHref(r.index), title: what }); } };
+    };
+    var numCol = function (key, label, get, d) {
+      return { key: key, label: label, num: true, desc: true, value: function (r) { var v = get(r); return isNum(v) ? v : null; },
+        cell: function (r) { return fmt(get(r), d); } };
+    };
+    var cols = [
+      { key: 'index', label: '#', num: true, value: function (r) { return r.index; }, cell: function (r) { return el('a', { href: imageHref(r.index), text: String(r.index) }); } },
+      thumb('clean', 'clean'), thumb('adversarial', 'adversarial'), thumb('perturbation', 'perturbation'),
+      { key: 'name', label: 'name', value: function (r) { return r.name ? String(r.name).toLowerCase() : null; },
+        cell: function (r) { return el('span', { class: 'fname', text: fmtStr(r.name) }); } },
+      { key: 'clean_class', label: 'clean \u2192 adversarial', value: function (r) { return isNum(r.clean_class) ? r.clean_class : null; },
+        cell: function (r) {
+          var changed = r.clean_class !== r.adversarial_class;
+          return [className(r.clean_class), ' \u2192 ', el('span', { class: changed ? 'bad' : '', text: className(r.adversarial_class) })];
+        } },
+      { key: 'success', label: 'success', desc: true, value: function (r) { return r.success ? 1 : 0; }, cell: function (r) { return yesNo(r.success); } },
+      numCol('linf', 'L\u221e', function (r) { return r.linf; }, 4),
+      numCol('l2', 'L2', function (r) { return r.l2; }, 3),
+      numCol('input_relative_l2', 'input rel. L2', function (r) { return r.input_relative_l2; }, 4),
+      numCol('mean_relative_l2', 'mean rel. L2 over layers', function (r) { return meanOf(r.relative_l2); }, 4)];
+    return section('Images (' + list.length + ')', [
+      note('Every attacked image; click a row\'s number or picture for its page. Perturbations are amplified (0.5 + \u03b4 \u00d7 gain).'),
+      dataTable(cols, list, route, { id: 'index', noun: 'images', tableId: 'image-table', placeholder: 'filter: name, class, image #',
+        text: function (r) { return [r.name, className(r.clean_class), className(r.adversarial_class)].join(' '); } })]);
+  }
+
+  function advImagePage(r) {
+    var list = advImages(), i = -1;
+    list.forEach(function (im, j) { if (im.index === r.image) i = j; });
+    if (i < 0) return notFound('No image "' + safeDecode(location.hash.replace(/^#image=/, '').split('&')[0]) + '" in this report.');
+    var im = list[i], prev = list[i - 1], next = list[i + 1], layers = D.layers || [];
+    var labels = layers.map(function (l) { return l.display || l.name; });
+    var rel = layers.map(function (l, j) { return Array.isArray(im.relative_l2) && isNum(im.relative_l2[j]) ? im.relative_l2[j] : null; });
+    var cos = layers.map(function (l, j) { return Array.isArray(im.cosine) && isNum(im.cosine[j]) ? im.cosine[j] : null; });
+    var folder = list.length > 1;
+    var avg = function (key) { return layers.map(function (l) { return l[key] && isNum(l[key].mean) ? l[key].mean : null; }); };
+    var tip = function (key) {
+      return function (j, s) {
+        return labels[j] + ': ' + s.name + ' ' + fmt(s.mean[j], 4) + (s.cls === 's-mean' ? '' : ' (mean over images ' + pm(layers[j][key], 4) + ')');
+      };
+    };
+    var panels = [
+      { title: 'relative L2 distance \u2016a\u2032 \u2212 a\u2016 / \u2016a\u2016', ylabel: 'relative L2', zero: true, floor: 0,
+        series: [{ name: 'this image', mean: rel, std: null, cls: 's-l2' }].concat(folder ? [{ name: 'mean over images', mean: avg('relative_l2'), std: null, cls: 's-mean' }] : []),
+        ref: isNum(im.input_relative_l2) ? { value: im.input_relative_l2, label: 'perturbation (input)' } : null, tip: tip('relative_l2') },
+      { title: 'cosine similarity of clean and adversarial activations', ylabel: 'cosine', floor: -1, ceil: 1,
+        series: [{ name: 'this image', mean: cos, std: null, cls: 's-cos' }].concat(folder ? [{ name: 'mean over images', mean: avg('cosine'), std: null, cls: 's-mean' }] : []),
+        tip: tip('cosine') }];
+    return [
+      breadcrumb([['network', '#network'], ['image ' + im.index, null]]),
+      el('div', { class: 'prevnext' }, [prev ? el('a', { href: imageHref(prev.index), text: '\u00ab image ' + prev.index }) : null,
+        next ? el('a', { href: imageHref(next.index), text: 'image ' + next.index + ' \u00bb' }) : null]),
+      el('h1', null, ['Image ' + im.index, el('span', { class: 'sub', text: ' ' + fmtStr(im.name) })]),
+      summaryLine([['success', yesNo(im.success)], ['prediction', [className(im.clean_class), ' \u2192 ',
+        el('span', { class: im.clean_class !== im.adversarial_class ? 'bad' : '', text: className(im.adversarial_class) })]],
+        ['target', (D.attack || {}).target ? className(targetClass()) : 'untargeted'],
+        ['L\u221e', linfText(im.linf)], ['L2', fmt(im.l2, 3)], ['input relative L2', fmt(im.input_relative_l2, 4)]]),
+      imagePanel(im),
+      im.figure ? el('p', { class: 'small' }, ['Captioned panel: ', el('a', { href: fileUrl(im.figure), text: im.figure })]) : null,
+      section('Divergence per layer', [
+        el('div', { class: 'scroll' }, layerChart(labels, panels)),
+        el('div', { class: 'scroll' }, simpleTable(
+          ['layer', 'shape', 'relative L2'].concat(folder ? ['mean over images'] : []).concat(['cosine']).concat(folder ? ['mean over images'] : []),
+          layers.map(function (l, j) {
+            return [layerCell(l), fmtPair(l.shape), num(fmt(rel[j], 4))].concat(folder ? [num(pm(l.relative_l2, 4))] : [])
+              .concat([num(fmt(cos[j], 4))]).concat(folder ? [num(pm(l.cosine, 4))] : []);
+          })))])
+    ];
+  }
+
   /* ---------- page assembly ---------- */
 
   function notFound(text) { return [breadcrumb([['network', '#network']]), el('p', { class: 'fatal', text: text })]; }
@@ -636,8 +1064,12 @@
       if (route.page === 'network') return atlasNetwork();
       if (route.page === 'layer') return atlasLayerPage(route);
       if (route.page === 'unit') return atlasUnitPage(route);
+    } else if (cmd === 'adversarial') {
+      if (route.page === 'network') return advNetwork(route);
+      if (route.page === 'image') return advImagePage(route);
+      if (route.page === 'layer' || route.page === 'unit') return notFound('An adversarial report has no layer or unit pages: its layers are on the network page.');
     } else {
-      return el('p', { class: 'fatal', text: 'Unknown report kind "' + String(cmd) + '": this viewer renders "atlas" and "dissect".' });
+      return el('p', { class: 'fatal', text: 'Unknown report kind "' + String(cmd) + '": this viewer renders "atlas", "dissect" and "adversarial".' });
     }
     return notFound('Unknown page "' + location.hash + '".');
   }
@@ -652,7 +1084,8 @@
       return route;
     }
     var title = D.command === 'atlas' ? 'cnnviz atlas' : 'cnnviz ' + fmtStr(D.command);
-    document.title = title + (route.layer ? ' \u00b7 ' + route.layer : '') + (route.page === 'unit' ? ' \u00b7 unit ' + route.unit : '');
+    document.title = title + (route.layer ? ' \u00b7 ' + route.layer : '') + (route.page === 'unit' ? ' \u00b7 unit ' + route.unit : '') +
+      (route.page === 'image' ? ' \u00b7 image ' + (isNum(route.image) ? route.image : '?') : '');
     app.appendChild(el('header', { class: 'top' }, [el('a', { href: '#network', class: 'brand', text: title }),
       el('span', { class: 'model', text: D.model ? fmtStr(D.model.path) : '' })]));
     append(app, warningsBox(D.warnings));
@@ -681,7 +1114,8 @@
   }
 
   function runSelftest(route) {
-    var report = { page: route.page + (route.layer !== undefined ? '=' + route.layer : '') + (route.page === 'unit' ? '/' + route.unit : ''),
+    var report = { page: route.page + (route.layer !== undefined ? '=' + route.layer : '') + (route.page === 'unit' ? '/' + route.unit : '') +
+        (route.page === 'image' ? '=' + route.image : ''),
       images: 0, broken: broken, errors: errors, sorted_iou: [], rows: 0 };
     imagesSettled().then(function () {
       var th = document.querySelector('#unit-table th[data-col="iou"]');
@@ -693,7 +1127,7 @@
         return imagesSettled();
       }
     }).then(function () {
-      var table = document.getElementById('unit-table');
+      var table = document.getElementById('unit-table') || document.getElementById('image-table');
       report.rows = (table || document).querySelectorAll('tbody tr').length;
       if (table && table.querySelector('tbody td.note')) report.rows = 0;
       report.images = document.images.length + broken.length;

@@ -41,7 +41,6 @@ AttackResult AdversarialAttack::Run(const at::Tensor& images, const at::Tensor& 
   const Model& model = probe_.model();
   const ViewSpec view{{}, true};
   const at::Tensor x = images.to(model.device(), at::kFloat);
-  const at::Tensor y = labels.to(model.device(), at::kLong);
   AttackResult result;
   {
     at::NoGradGuard no_grad;
@@ -50,6 +49,7 @@ AttackResult AdversarialAttack::Run(const at::Tensor& images, const at::Tensor& 
   if (!result.clean_logits.defined() || result.clean_logits.dim() != 2 || result.clean_logits.size(1) < 2) {
     throw UsageError("the model has no class output (logits [N, C]): an attack needs classes to move between");
   }
+  const at::Tensor y = labels.defined() ? labels.to(model.device(), at::kLong) : result.clean_logits.argmax(1);
   const int64_t classes = result.clean_logits.size(1);
   if (options.target >= classes) {
     throw UsageError("--target " + std::to_string(options.target) + " is out of range (the model has " +
@@ -104,6 +104,17 @@ AttackResult AdversarialAttack::Run(const at::Tensor& images, const at::Tensor& 
   return result;
 }
 
+LayerDivergence Divergence(const std::string& layer, const at::Tensor& clean_tap, const at::Tensor& adversarial_tap) {
+  const at::Tensor u = clean_tap.detach().flatten(1).to(at::kCPU, at::kDouble);
+  const at::Tensor v = adversarial_tap.detach().flatten(1).to(at::kCPU, at::kDouble);
+  const at::Tensor norm_u = u.norm(2, 1), norm_v = v.norm(2, 1);
+  LayerDivergence d;
+  d.layer = layer;
+  d.relative_l2 = (v - u).norm(2, 1) / norm_u.clamp_min(1e-300);
+  d.cosine = (u * v).sum(1) / (norm_u * norm_v).clamp_min(1e-300);
+  return d;
+}
+
 std::vector<LayerDivergence> LayerDivergences(const Probe& probe, const at::Tensor& clean, const at::Tensor& adversarial,
                                               const std::vector<std::string>& layers) {
   const Model& model = probe.model();
@@ -112,15 +123,7 @@ std::vector<LayerDivergence> LayerDivergences(const Probe& probe, const at::Tens
   const ProbeOutput a = probe.Run(view, model.Preprocess(clean.to(model.device(), at::kFloat)));
   const ProbeOutput b = probe.Run(view, model.Preprocess(adversarial.to(model.device(), at::kFloat)));
   std::vector<LayerDivergence> out;
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const at::Tensor u = a.taps[l].flatten(1).to(at::kCPU, at::kDouble), v = b.taps[l].flatten(1).to(at::kCPU, at::kDouble);
-    const at::Tensor norm_u = u.norm(2, 1), norm_v = v.norm(2, 1);
-    LayerDivergence d;
-    d.layer = layers[l];
-    d.relative_l2 = (v - u).norm(2, 1) / norm_u.clamp_min(1e-300);
-    d.cosine = (u * v).sum(1) / (norm_u * norm_v).clamp_min(1e-300);
-    out.push_back(d);
-  }
+  for (size_t l = 0; l < layers.size(); ++l) out.push_back(Divergence(layers[l], a.taps[l], b.taps[l]));
   return out;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The viewer in a real browser (ctest label "browser"): makes a dissection report and an atlas with the
-# cnnviz binary, then loads their network, layer and unit pages in headless Chromium (check_pages.py):
+# The viewer in a real browser (ctest label "browser"): makes a dissection report, an atlas and an
+# adversarial report with the cnnviz binary, then loads their network, layer, unit and image pages in headless Chromium (check_pages.py):
 # no console errors, every image loads, sorting a layer page by IoU reorders its rows. Skips (exit 77)
 # where no Chromium is installed.
 #   browser_test.sh CNNVIZ_BINARY FIXTURE_DIR WORK_DIR
@@ -20,9 +20,12 @@ export OMP_NUM_THREADS=1
 "$cnnviz" atlas -q --device cpu --model "$here/../../models/tinycnn.pt" --dataset "$fixtures/concepts" \
   --layers conv2,conv4 --images 40 --steps 12 --diversity 2 --samples 200 --grid 5 --inversions 1 --inversion-steps 10 \
   --out "$work/atlas"
+"$cnnviz" adversarial -q --device cpu --model "$here/../../models/tinycnn.pt" --images "$fixtures/concepts" \
+  --max-images 12 --dissection "$work/dissect" --inspect conv5 --inversion-steps 10 --out "$work/adversarial"
 "$python" "$here/make_fake_atlas.py" "$work/fake" >/dev/null
+"$python" "$here/make_fake_adversarial.py" "$work/fake_adversarial" >/dev/null
 status=0
-for folder in dissect atlas fake; do
+for folder in dissect atlas adversarial fake fake_adversarial; do
   echo "== $folder"
   "$python" "$here/check_pages.py" "$work/$folder" || status=1
 done

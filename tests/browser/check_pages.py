@@ -4,10 +4,10 @@
     check_pages.py OUTPUT_FOLDER [--screenshots DIR]
 
 Pages: the network page, the first layer's page and (atlas only) the page of the first unit of the
-first layer. Each is loaded as file:///.../index.html#<page>&selftest=1; the viewer then waits for its
+first layer; for an adversarial report (docs/adversarial.md), the network page and the first image's page. Each is loaded as file:///.../index.html#<page>&selftest=1; the viewer then waits for its
 images, clicks the IoU header on a layer page, and writes a JSON report into <pre id="cnnviz-selftest">,
 which this script reads from --dump-dom. It fails (exit 1) when the report is missing, an error was
-recorded, an image broke, a layer page has no rows, or the IoU column did not sort descending.
+recorded, an image broke, a layer or image page has no rows, or the IoU column did not sort descending.
 Exit 77 (skip) when no chromium is installed. Stdlib only.
 """
 import argparse
@@ -48,6 +48,11 @@ def load_data(folder):
 def pages_for(data):
     """[(kind, hash)] the pages to check."""
     pages = [('network', 'network')]
+    if data.get('command') == 'adversarial':
+        images = data.get('images') or []
+        if images:
+            pages.append(('image', 'image=%d' % images[0]['index']))
+        return pages
     layers = data.get('layers') or []
     if layers:
         name = layers[0]['name']
@@ -102,6 +107,8 @@ def check_page(binary, profile, url, kind):
             problems.append('sorted IoU has non-numbers: %s' % ious)
         elif any(a < b for a, b in zip(ious, ious[1:])):
             problems.append('IoU column not sorted descending after the header click: %s' % ious)
+    if kind == 'image' and not rep.get('rows'):
+        problems.append('image page has 0 table rows')
     return problems, rep
 
 

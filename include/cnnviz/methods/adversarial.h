@@ -39,7 +39,8 @@ class AdversarialAttack {
  public:
   explicit AdversarialAttack(const Probe& probe) : probe_(probe) {}
   // Attacks `images` [N,3,H,W] in [0, 1] at the model's input size; `labels` [N] int64 are the classes
-  // to move away from (untargeted; pass the clean predictions when there are no labels). Throws
+  // to move away from (untargeted; undefined = the clean predictions, computed by the same forward
+  // pass the attack starts from). Throws
   // UsageError for a model without a class output [N, C], a target outside the classes, epsilon <= 0.
   AttackResult Run(const at::Tensor& images, const at::Tensor& labels, const AttackOptions& options) const;
 
@@ -54,6 +55,8 @@ struct LayerDivergence {
   at::Tensor relative_l2;  // [N]
   at::Tensor cosine;       // [N]
 };
+// The same for one layer's taps [N, ...] of the clean and the adversarial images (any device).
+LayerDivergence Divergence(const std::string& layer, const at::Tensor& clean_tap, const at::Tensor& adversarial_tap);
 std::vector<LayerDivergence> LayerDivergences(const Probe& probe, const at::Tensor& clean, const at::Tensor& adversarial,
                                               const std::vector<std::string>& layers);
 
