@@ -63,9 +63,11 @@ json ToJson(const DeconvOptions& options) {
 
 json ToJson(const DissectionOptions& options) {
   const auto& [layers, quantile, iou_threshold, batch, top_images, cache_mb, decode_threads, activated_area,
-               union_maps, thresholds] = options;
+               union_maps, thresholds, bases] = options;
   json given = json::array();  // per layer, the number of units whose thresholds were given
   for (const at::Tensor& layer_thresholds : thresholds) given.push_back(layer_thresholds.numel());
+  json changed = json::array();  // per layer, whether its basis was changed (compare --rotations)
+  for (const at::Tensor& basis : bases) changed.push_back(basis.defined());
   return {{"layers", layers},
           {"quantile", quantile},
           {"iou_threshold", iou_threshold},
@@ -75,7 +77,8 @@ json ToJson(const DissectionOptions& options) {
           {"decode_threads", decode_threads},
           {"activated_area", activated_area == ActivatedArea::kCovered ? "covered" : "present"},
           {"union_maps", union_maps},
-          {"thresholds_given", given}};
+          {"thresholds_given", given},
+          {"bases_changed", changed}};
 }
 
 json ToJson(const BrodenOptions& options) {

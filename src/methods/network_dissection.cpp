@@ -1,6 +1,7 @@
 #include "cnnviz/methods/network_dissection.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
@@ -327,15 +328,24 @@ void DissectionOptions::Check() const {
     throw UsageError("--thresholds gives " + std::to_string(thresholds.size()) + " file(s) for " +
                      std::to_string(layers.size()) + " layer(s): give one per layer, in --layers order");
   }
+  if (!bases.empty() && bases.size() != layers.size()) {
+    throw UsageError("dissection bases: " + std::to_string(bases.size()) + " for " + std::to_string(layers.size()) +
+                     " layer(s): give one per layer (undefined = none)");
+  }
 }
 
 namespace {
 
 // What every stage of a run reads: the layers, the view, the label table.
+// An entry is one (model, layer, basis) dissected: entry l reads tap entry_tap[l] of model entry_probe[l]'s
+// view, multiplied by bases[l] (transposed, on the CPU) when that is defined.
 struct DissectionSetup {
-  std::vector<std::string> names;
+  std::vector<std::string> names;  // per entry: the layer's module path
   std::vector<const LayerInfo*> infos;
-  ViewSpec view;
+  std::vector<const Probe*> probes;
+  std::vector<ViewSpec> views;     // per probe: its distinct layers
+  std::vector<size_t> entry_probe, entry_tap;
+  std::vector<at::Tensor> bases;   // per entry: B^T [K, K] float, or undefined
   size_t total = 0, categories = 0;
   int64_t label_count = 0;
   std::vector<int64_t> primary;  // per label its primary category, -1 for none
@@ -357,20 +367,47 @@ struct FirstPass {
   std::set<size_t> skipped;                         // images that failed to decode
 };
 
-DissectionSetup MakeSetup(const Probe& probe, const SegmentationSource& source, const DissectionOptions& options) {
+DissectionSetup MakeSetup(const std::vector<const Probe*>& probes, const SegmentationSource& source,
+                          const DissectionOptions& options) {
   DissectionSetup setup;
-  setup.decode_threads = DecodeThreads(options.decode_threads, probe.model().device());
-  for (const auto& layer : options.layers) {
-    const LayerInfo& info = probe.FindUnits(layer);
-    if (info.shape.size() != 4) {
-      throw UsageError("layer '" + layer + "' has no spatial extent: dissection needs convolutional feature maps");
+  setup.probes = probes;
+  setup.decode_threads = DecodeThreads(options.decode_threads, probes.front()->model().device());
+  const InputSpec& first = probes.front()->model().input_spec();
+  for (size_t p = 0; p < probes.size(); ++p) {
+    const InputSpec& spec = probes[p]->model().input_spec();
+    if (spec.height != first.height || spec.width != first.width) {
+      throw UsageError("the models take different input sizes (" + std::to_string(first.height) + "x" +
+                       std::to_string(first.width) + " and " + std::to_string(spec.height) + "x" + std::to_string(spec.width) +
+                       "): dissecting them in one pass needs one size (--input-size)");
     }
-    setup.names.push_back(info.name);
-    setup.infos.push_back(&info);
+    std::vector<std::string> taps;
+    for (size_t l = 0; l < options.layers.size(); ++l) {
+      const std::string& layer = options.layers[l];
+      const LayerInfo& info = probes[p]->FindUnits(layer);
+      if (info.shape.size() != 4) {
+        throw UsageError("layer '" + layer + "' has no spatial extent: dissection needs convolutional feature maps");
+      }
+      const auto found = std::find(taps.begin(), taps.end(), info.name);
+      setup.entry_tap.push_back(static_cast<size_t>(found - taps.begin()));
+      if (found == taps.end()) taps.push_back(info.name);
+      setup.entry_probe.push_back(p);
+      setup.names.push_back(info.name);
+      setup.infos.push_back(&info);
+      at::Tensor basis = options.bases.empty() ? at::Tensor() : options.bases[l];
+      if (basis.defined()) {
+        if (basis.dim() != 2 || basis.size(0) != info.units || basis.size(1) != info.units) {
+          throw UsageError("the basis given for layer '" + layer + "' has shape " + c10::str(basis.sizes()) +
+                           "; the layer has " + std::to_string(info.units) + " units");
+        }
+        basis = basis.to(at::kCPU, at::kFloat).t().contiguous();
+      }
+      setup.bases.push_back(basis);
+    }
+    ViewSpec view{taps, false};
+    view.inference = true;
+    view.channels_last = true;  // the maps are read positions-major
+    setup.views.push_back(view);
   }
-  setup.view = ViewSpec{setup.names, false};
-  setup.view.inference = true;
-  setup.view.channels_last = true;  // the maps are read positions-major
   setup.total = source.size();
   setup.categories = source.categories().size();
   setup.label_count = static_cast<int64_t>(source.labels().size());
@@ -378,6 +415,23 @@ DissectionSetup MakeSetup(const Probe& probe, const SegmentationSource& source, 
   for (int64_t c = 0; c < setup.label_count; ++c) setup.primary[static_cast<size_t>(c)] = source.labels()[c].category;
   setup.given = !options.thresholds.empty();
   return setup;
+}
+
+// Every entry's positions-major maps [B, h, w, K] (float, CPU) of a batch of images in [0, 1]: each model
+// runs its view once, each entry takes its tap, changed to its basis.
+std::vector<at::Tensor> EntryMaps(const DissectionSetup& setup, const at::Tensor& images) {
+  std::vector<ProbeOutput> outputs;
+  for (size_t p = 0; p < setup.probes.size(); ++p) {
+    const Model& model = setup.probes[p]->model();
+    outputs.push_back(setup.probes[p]->Run(setup.views[p], model.Preprocess(images)));
+  }
+  std::vector<at::Tensor> maps;
+  for (size_t l = 0; l < setup.names.size(); ++l) {
+    at::Tensor map = detail::PositionsMajor(outputs[setup.entry_probe[l]].taps[setup.entry_tap[l]]);
+    if (setup.bases[l].defined()) map = map.matmul(setup.bases[l]).contiguous();
+    maps.push_back(map);
+  }
+  return maps;
 }
 
 // Given thresholds: checked against the layers, rounded down to float32 (map > t is unchanged for maps in
@@ -418,7 +472,6 @@ FirstPass ThresholdPass(const Probe& probe, const DissectionSetup& setup, const 
   const InputSpec& spec = model.input_spec();
   const std::vector<std::string>& names = setup.names;
   const std::vector<const LayerInfo*>& infos = setup.infos;
-  const ViewSpec& view = setup.view;
   const size_t total = setup.total;
   const bool given = setup.given;
   const size_t decode_threads = setup.decode_threads;
@@ -466,9 +519,7 @@ FirstPass ThresholdPass(const Probe& probe, const DissectionSetup& setup, const 
       }
       done += batch.indices.size() + batch.failures.size();
       if (!batch.indices.empty()) {
-        std::vector<at::Tensor> layer_maps;
-        const ProbeOutput out = probe.Run(view, model.Preprocess(batch.images));
-        for (size_t l = 0; l < names.size(); ++l) layer_maps.push_back(detail::PositionsMajor(out.taps[l]));
+        std::vector<at::Tensor> layer_maps = EntryMaps(setup, batch.images);
         bookkeeping.WaitUntilPending(kBookkeepingDepth - 1);
         bookkeeping.Post([&, layer_maps = std::move(layer_maps), images = batch.indices] {
           at::NoGradGuard no_grad;
@@ -547,7 +598,6 @@ std::vector<Tally> TallyPass(const Probe& probe, const DissectionSetup& setup, c
   const InputSpec& spec = model.input_spec();
   const std::vector<std::string>& names = setup.names;
   const std::vector<const LayerInfo*>& infos = setup.infos;
-  const ViewSpec& view = setup.view;
   const size_t total = setup.total;
   const bool given = setup.given;
   const size_t decode_threads = setup.decode_threads;
@@ -634,9 +684,9 @@ std::vector<Tally> TallyPass(const Probe& probe, const DissectionSetup& setup, c
     }
     std::vector<at::Tensor> dense;  // per layer the uncached samples' maps, [n, h, w, K]
     if (!images.empty()) {
-      const ProbeOutput out = probe.Run(view, model.Preprocess(at::stack(images)));
+      const std::vector<at::Tensor> entry_maps = EntryMaps(setup, at::stack(images));
       for (size_t l = 0; l < names.size(); ++l) {
-        dense.push_back(detail::PositionsMajor(out.taps[l]));
+        dense.push_back(entry_maps[l]);
         for (size_t j = 0; j < uncached.size(); ++j) {
           maps[uncached[j]].push_back(SparseMaps{at::Tensor(), dense[l][static_cast<int64_t>(j)], at::Tensor()});
         }
@@ -828,13 +878,61 @@ LayerDissection ScoreLayer(const DissectionSetup& setup, size_t l, const Tally& 
 DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
                                         const Progress& progress, const std::vector<ScanConsumer*>& consumers) const {
   options.Check();
-  const DissectionSetup setup = MakeSetup(probe_, source, options);
+  const DissectionSetup setup = MakeSetup({&probe_}, source, options);
   DissectionResult result;
   result.thresholds_given = setup.given;
   FirstPass first = ThresholdPass(probe_, setup, source, options, progress, consumers, result);
   const std::vector<Tally> tallies = TallyPass(probe_, setup, source, options, progress, consumers, first, result);
   for (size_t l = 0; l < setup.names.size(); ++l) result.layers.push_back(ScoreLayer(setup, l, tallies[l], first, options));
   return result;
+}
+
+std::vector<DissectionResult> NetworkDissection::RunModels(const std::vector<const Probe*>& probes,
+                                                           const SegmentationSource& source,
+                                                           const DissectionOptions& options, const Progress& progress) {
+  options.Check();
+  if (probes.empty()) throw UsageError("no model to dissect");
+  if (!options.thresholds.empty() && probes.size() > 1) {
+    throw UsageError("given thresholds belong to one model: dissect several models with computed thresholds");
+  }
+  const DissectionSetup setup = MakeSetup(probes, source, options);
+  DissectionResult joint;
+  joint.thresholds_given = setup.given;
+  FirstPass first = ThresholdPass(*probes.front(), setup, source, options, progress, {}, joint);
+  const std::vector<Tally> tallies = TallyPass(*probes.front(), setup, source, options, progress, {}, first, joint);
+  std::vector<DissectionResult> results(probes.size());
+  for (size_t l = 0; l < setup.names.size(); ++l) {
+    DissectionResult& result = results[setup.entry_probe[l]];
+    result.layers.push_back(ScoreLayer(setup, l, tallies[l], first, options));
+  }
+  for (DissectionResult& result : results) {
+    result.images = joint.images;
+    result.thresholds_given = joint.thresholds_given;
+    result.cached_images = joint.cached_images;
+    result.cache_bytes = joint.cache_bytes;
+    result.skipped = joint.skipped;
+    result.threshold_seconds = joint.threshold_seconds;
+    result.tally_seconds = joint.tally_seconds;
+  }
+  return results;
+}
+
+at::Tensor InterpolatedRotation(int64_t units, double alpha, uint64_t seed) {
+  if (units < 1) throw UsageError("a rotation needs at least one unit");
+  if (!(alpha >= 0 && alpha <= 1)) throw UsageError("rotation amounts must be in [0, 1]");
+  const auto doubles = at::TensorOptions().dtype(at::kDouble);
+  if (alpha == 0) return at::eye(units, doubles);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed * 2862933555777941757ULL + 3037000493ULL);
+  const at::Tensor gaussian = at::randn({units, units}, generator, doubles);
+  auto [q, r] = at::linalg_qr(gaussian);
+  q = q * r.diagonal().sign().unsqueeze(0);                      // uniform (Haar) orthogonal
+  if (at::linalg_det(q).item<double>() < 0) q.select(1, 0).neg_();  // a rotation: det +1
+  if (alpha == 1) return q;
+  auto [values, vectors] = at::linalg_eig(q);
+  const at::Tensor angles = at::angle(values);  // eigenvalues on the unit circle, in conjugate pairs
+  const at::Tensor powered = at::polar(at::ones_like(angles), angles * alpha);
+  const at::Tensor rotation = at::matmul(vectors * powered.unsqueeze(0), at::linalg_inv(vectors));
+  return at::real(rotation).contiguous();
 }
 
 at::Tensor NetworkDissection::TopImageMask(const LayerDissection& layer, int64_t unit, int64_t rank, int64_t height,

@@ -68,6 +68,11 @@ struct DissectionOptions {
   // pass is skipped and the run is one pass over the data. Empty = compute exact thresholds (default).
   // A float64 threshold t is applied as the largest float32 not above it, so `map > t` is unchanged.
   std::vector<at::Tensor> thresholds;
+  // Per layer, an optional change of basis B [K, K] applied to the layer's channel vector at every
+  // position before anything else (a' = B a): Bau et al.'s rotations of a layer, which ask whether
+  // interpretability is axis-aligned. Undefined entries (or an empty vector) change nothing. A layer may
+  // be listed more than once, with different bases: the network still runs once per batch.
+  std::vector<at::Tensor> bases;
   // Throws UsageError for bad values.
   void Check() const;
 };
@@ -109,6 +114,12 @@ struct DissectionResult {
   double threshold_seconds = 0, tally_seconds = 0;
 };
 
+// Bau et al.'s partial rotation of a K-unit basis: Q^alpha, Q a random rotation (orthogonal, det +1)
+// drawn from `seed` (QR of a Gaussian matrix, signs fixed so the draw is uniform), Q^alpha through Q's
+// eigendecomposition (eigenvalues e^{i theta} -> e^{i alpha theta}). alpha = 0 gives the identity exactly,
+// 1 gives Q; every Q^alpha is a rotation. [K, K] float64.
+at::Tensor InterpolatedRotation(int64_t units, double alpha, uint64_t seed);
+
 class NetworkDissection {
  public:
   explicit NetworkDissection(const Probe& probe) : probe_(probe) {}
@@ -119,6 +130,13 @@ class NetworkDissection {
   DissectionResult Run(const SegmentationSource& source, const DissectionOptions& options,
                        const Progress& progress = nullptr, const std::vector<ScanConsumer*>& consumers = {}) const;
 
+  // The same layers (and bases) of several models in one pass over `source`: each batch is decoded once
+  // and run through every model; thresholds and tallies are kept per model (memory: a single model's
+  // per-layer state times the number of models; the activation cache is shared). The models must take
+  // the same input size. One result per model, in order; no consumers, no given thresholds for more
+  // than one model.
+  static std::vector<DissectionResult> RunModels(const std::vector<const Probe*>& probes, const SegmentationSource& source,
+                                                 const DissectionOptions& options, const Progress& progress = nullptr);
   // For figures: unit `unit`'s mask on its `rank`-th top image at height x width (its map upsampled
   // bilinearly, then > threshold), from the maps kept in the first pass.
   static at::Tensor TopImageMask(const LayerDissection& layer, int64_t unit, int64_t rank, int64_t height,
