@@ -349,7 +349,7 @@ TEST(DissectionTest, SeveralModelsInOnePass) {
   options.layers = {"relu"};
   options.quantile = 0.02;
   options.batch = 7;
-  const std::vector<DissectionResult> results = NetworkDissection::RunModels({&planted, &planted, &zeroed}, *source, options);
+  const std::vector<DissectionResult> results = NetworkDissection::RunModels({{&planted, {}}, {&planted, {}}, {&zeroed, {}}}, *source, options);
   ASSERT_EQ(results.size(), 3u);
   const DissectionResult alone = NetworkDissection(planted).Run(*source, options);
   for (size_t m = 0; m < 2; ++m) {
@@ -369,7 +369,7 @@ TEST(DissectionTest, SeveralModelsInOnePass) {
     EXPECT_EQ(without.units[k].best.label, with.units[k].best.label) << "unit " << k;
   }
   Probe other(test::LoadFixtureModel("planted.pt", 64));
-  EXPECT_THROW(NetworkDissection::RunModels({&planted, &other}, *source, options), UsageError);  // sizes differ
+  EXPECT_THROW(NetworkDissection::RunModels({{&planted, {}}, {&other, {}}}, *source, options), UsageError);  // sizes differ
 }
 
 // Bau et al.'s rotations: alpha = 0 is the identity and dissects exactly as no basis does; every

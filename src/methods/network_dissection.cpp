@@ -344,7 +344,7 @@ struct DissectionSetup {
   std::vector<const LayerInfo*> infos;
   std::vector<const Probe*> probes;
   std::vector<ViewSpec> views;     // per probe: its distinct layers
-  std::vector<size_t> entry_probe, entry_tap;
+  std::vector<size_t> entry_probe, entry_tap, entry_job;
   std::vector<at::Tensor> bases;   // per entry: B^T [K, K] float, or undefined
   size_t total = 0, categories = 0;
   int64_t label_count = 0;
@@ -367,33 +367,45 @@ struct FirstPass {
   std::set<size_t> skipped;                         // images that failed to decode
 };
 
-DissectionSetup MakeSetup(const std::vector<const Probe*>& probes, const SegmentationSource& source,
+DissectionSetup MakeSetup(const std::vector<DissectionJob>& jobs, const SegmentationSource& source,
                           const DissectionOptions& options) {
   DissectionSetup setup;
-  setup.probes = probes;
-  setup.decode_threads = DecodeThreads(options.decode_threads, probes.front()->model().device());
-  const InputSpec& first = probes.front()->model().input_spec();
-  for (size_t p = 0; p < probes.size(); ++p) {
-    const InputSpec& spec = probes[p]->model().input_spec();
+  const Probe& lead = *jobs.front().probe;
+  setup.decode_threads = DecodeThreads(options.decode_threads, lead.model().device());
+  const InputSpec& first = lead.model().input_spec();
+  std::vector<std::vector<std::string>> taps;  // per distinct probe
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const Probe& probe = *jobs[j].probe;
+    const InputSpec& spec = probe.model().input_spec();
     if (spec.height != first.height || spec.width != first.width) {
       throw UsageError("the models take different input sizes (" + std::to_string(first.height) + "x" +
                        std::to_string(first.width) + " and " + std::to_string(spec.height) + "x" + std::to_string(spec.width) +
                        "): dissecting them in one pass needs one size (--input-size)");
     }
-    std::vector<std::string> taps;
+    if (!jobs[j].bases.empty() && jobs[j].bases.size() != options.layers.size()) {
+      throw UsageError("dissection bases: " + std::to_string(jobs[j].bases.size()) + " for " +
+                       std::to_string(options.layers.size()) + " layer(s)");
+    }
+    // A probe listed by several jobs (other bases) runs once per batch.
+    const size_t p = static_cast<size_t>(std::find(setup.probes.begin(), setup.probes.end(), &probe) - setup.probes.begin());
+    if (p == setup.probes.size()) {
+      setup.probes.push_back(&probe);
+      taps.emplace_back();
+    }
     for (size_t l = 0; l < options.layers.size(); ++l) {
       const std::string& layer = options.layers[l];
-      const LayerInfo& info = probes[p]->FindUnits(layer);
+      const LayerInfo& info = probe.FindUnits(layer);
       if (info.shape.size() != 4) {
         throw UsageError("layer '" + layer + "' has no spatial extent: dissection needs convolutional feature maps");
       }
-      const auto found = std::find(taps.begin(), taps.end(), info.name);
-      setup.entry_tap.push_back(static_cast<size_t>(found - taps.begin()));
-      if (found == taps.end()) taps.push_back(info.name);
+      const auto found = std::find(taps[p].begin(), taps[p].end(), info.name);
+      setup.entry_tap.push_back(static_cast<size_t>(found - taps[p].begin()));
+      if (found == taps[p].end()) taps[p].push_back(info.name);
       setup.entry_probe.push_back(p);
+      setup.entry_job.push_back(j);
       setup.names.push_back(info.name);
       setup.infos.push_back(&info);
-      at::Tensor basis = options.bases.empty() ? at::Tensor() : options.bases[l];
+      at::Tensor basis = !jobs[j].bases.empty() ? jobs[j].bases[l] : options.bases.empty() ? at::Tensor() : options.bases[l];
       if (basis.defined()) {
         if (basis.dim() != 2 || basis.size(0) != info.units || basis.size(1) != info.units) {
           throw UsageError("the basis given for layer '" + layer + "' has shape " + c10::str(basis.sizes()) +
@@ -403,7 +415,9 @@ DissectionSetup MakeSetup(const std::vector<const Probe*>& probes, const Segment
       }
       setup.bases.push_back(basis);
     }
-    ViewSpec view{taps, false};
+  }
+  for (const auto& names : taps) {
+    ViewSpec view{names, false};
     view.inference = true;
     view.channels_last = true;  // the maps are read positions-major
     setup.views.push_back(view);
@@ -878,7 +892,7 @@ LayerDissection ScoreLayer(const DissectionSetup& setup, size_t l, const Tally& 
 DissectionResult NetworkDissection::Run(const SegmentationSource& source, const DissectionOptions& options,
                                         const Progress& progress, const std::vector<ScanConsumer*>& consumers) const {
   options.Check();
-  const DissectionSetup setup = MakeSetup({&probe_}, source, options);
+  const DissectionSetup setup = MakeSetup({DissectionJob{&probe_, {}}}, source, options);
   DissectionResult result;
   result.thresholds_given = setup.given;
   FirstPass first = ThresholdPass(probe_, setup, source, options, progress, consumers, result);
@@ -887,22 +901,22 @@ DissectionResult NetworkDissection::Run(const SegmentationSource& source, const 
   return result;
 }
 
-std::vector<DissectionResult> NetworkDissection::RunModels(const std::vector<const Probe*>& probes,
+std::vector<DissectionResult> NetworkDissection::RunModels(const std::vector<DissectionJob>& jobs,
                                                            const SegmentationSource& source,
                                                            const DissectionOptions& options, const Progress& progress) {
   options.Check();
-  if (probes.empty()) throw UsageError("no model to dissect");
-  if (!options.thresholds.empty() && probes.size() > 1) {
+  if (jobs.empty()) throw UsageError("no model to dissect");
+  if (!options.thresholds.empty() && jobs.size() > 1) {
     throw UsageError("given thresholds belong to one model: dissect several models with computed thresholds");
   }
-  const DissectionSetup setup = MakeSetup(probes, source, options);
+  const DissectionSetup setup = MakeSetup(jobs, source, options);
   DissectionResult joint;
   joint.thresholds_given = setup.given;
-  FirstPass first = ThresholdPass(*probes.front(), setup, source, options, progress, {}, joint);
-  const std::vector<Tally> tallies = TallyPass(*probes.front(), setup, source, options, progress, {}, first, joint);
-  std::vector<DissectionResult> results(probes.size());
+  FirstPass first = ThresholdPass(*jobs.front().probe, setup, source, options, progress, {}, joint);
+  const std::vector<Tally> tallies = TallyPass(*jobs.front().probe, setup, source, options, progress, {}, first, joint);
+  std::vector<DissectionResult> results(jobs.size());
   for (size_t l = 0; l < setup.names.size(); ++l) {
-    DissectionResult& result = results[setup.entry_probe[l]];
+    DissectionResult& result = results[setup.entry_job[l]];
     result.layers.push_back(ScoreLayer(setup, l, tallies[l], first, options));
   }
   for (DissectionResult& result : results) {

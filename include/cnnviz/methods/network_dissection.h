@@ -120,6 +120,13 @@ struct DissectionResult {
 // 1 gives Q; every Q^alpha is a rotation. [K, K] float64.
 at::Tensor InterpolatedRotation(int64_t units, double alpha, uint64_t seed);
 
+// One model of a joint dissection, with its own bases (per DissectionOptions::layers; empty = the
+// options' bases). The same probe may appear in several jobs (with other bases): it runs once per batch.
+struct DissectionJob {
+  const Probe* probe = nullptr;
+  std::vector<at::Tensor> bases;
+};
+
 class NetworkDissection {
  public:
   explicit NetworkDissection(const Probe& probe) : probe_(probe) {}
@@ -130,12 +137,12 @@ class NetworkDissection {
   DissectionResult Run(const SegmentationSource& source, const DissectionOptions& options,
                        const Progress& progress = nullptr, const std::vector<ScanConsumer*>& consumers = {}) const;
 
-  // The same layers (and bases) of several models in one pass over `source`: each batch is decoded once
-  // and run through every model; thresholds and tallies are kept per model (memory: a single model's
-  // per-layer state times the number of models; the activation cache is shared). The models must take
-  // the same input size. One result per model, in order; no consumers, no given thresholds for more
-  // than one model.
-  static std::vector<DissectionResult> RunModels(const std::vector<const Probe*>& probes, const SegmentationSource& source,
+  // The same layers of several models (jobs) in one pass over `source`: each batch is decoded once and
+  // run through every distinct model; thresholds and tallies are kept per job (memory: a single model's
+  // per-layer state times the number of jobs; the activation cache is shared). The models must take
+  // the same input size. One result per job, in order; no consumers, no given thresholds for more than
+  // one job.
+  static std::vector<DissectionResult> RunModels(const std::vector<DissectionJob>& jobs, const SegmentationSource& source,
                                                  const DissectionOptions& options, const Progress& progress = nullptr);
   // For figures: unit `unit`'s mask on its `rank`-th top image at height x width (its map upsampled
   // bilinearly, then > threshold), from the maps kept in the first pass.
