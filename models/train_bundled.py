@@ -27,8 +27,23 @@ Reproducible from --seed on a given machine and thread count: data come from
 numpy Generators seeded with [seed, stream], weights and batch order from
 torch.manual_seed(seed).
 
+Training checkpoints (--checkpoints DIR [--checkpoint-count N], default 5),
+for `cnnviz compare` (do concept detectors appear over training?): the same
+run also exports the model at N optimizer steps evenly spaced from 0 (random
+initialization, before any step) to the last step (the trained model), each
+rounded to the nearest step, as DIR/ckpt_<step, 5 digits>.pt + .json. Each is
+exported like the final model (BatchNorm folded, same sidecar with aliases
+conv1..conv5) and shares DIR/tinycnn_labels.txt and the mean/std of the
+training images, so all checkpoints have one preprocessing; the sidecar's
+"notes" give the step, epoch and validation accuracy. Checkpointing does not
+touch the random streams (the global torch RNG is restored around it), so the
+trained weights are bit-identical with and without --checkpoints. With
+--checkpoints and no --out only DIR is written. The checkpoints bundled in
+models/checkpoints/ come from the command in models/checkpoints/README.txt.
+
 Usage: /usr/bin/python3 models/train_bundled.py [--out models/tinycnn.pt]
        [--seed 0] [--epochs 6] [--count 8000] [--val-count 1000] [--threads 2]
+       [--batch-size 64] [--lr 0.003] [--checkpoints DIR [--checkpoint-count 5]]
 """
 
 import os
@@ -37,6 +52,7 @@ import os
 # instead of spinning, which otherwise stalls a 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import glob  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -54,12 +70,13 @@ INPUT_SIZE = 96
 CHANNELS = (16, 32, 64, 64, 128)  # conv1..conv5 output channels
 CLASSES = tuple(f"{shape}-{texture}" for shape in make_concepts.SHAPES
                 for texture in make_concepts.TEXTURES)
-BATCH_SIZE = 64
-LEARNING_RATE = 3e-3
+BATCH_SIZE = 64  # training default (--batch-size); also the evaluation batch
+LEARNING_RATE = 3e-3  # default of --lr
 WEIGHT_DECAY = 1e-4
 TRAIN_STREAM, VAL_STREAM = 2, 3  # numpy seed streams ([seed, stream]) of the two splits
 SIDECAR_FORMAT = "cnnviz-sidecar-1"
 STATS_DECIMALS = 6  # mean/std are rounded once, then used for training and the sidecar
+CHECKPOINT_LABELS = "tinycnn_labels.txt"  # labels file shared by the checkpoints in DIR
 
 
 def conv_relu(in_channels, out_channels, batch_norm=False):
@@ -143,23 +160,50 @@ def normalize(images, mean, std):
     return (images.float() / 255 - mean) / std
 
 
-def train(model, images, labels, epochs, seed):
-    """Adam with a cosine learning-rate schedule; prints the loss per epoch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-    steps = epochs * -(-len(labels) // BATCH_SIZE)
+def steps_per_epoch(count, batch_size=BATCH_SIZE):
+    """Optimizer steps in one epoch over `count` training images (the last batch may be short)."""
+    return -(-count // batch_size)
+
+
+def checkpoint_steps(total_steps, count):
+    """`count` >= 2 step numbers evenly spaced from 0 to total_steps, rounded half up."""
+    return [(2 * i * total_steps + count - 1) // (2 * (count - 1)) for i in range(count)]
+
+
+def train(model, images, labels, epochs, seed, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+          at_steps=(), on_step=None):
+    """Adam with a cosine learning-rate schedule; prints the loss per epoch.
+
+    If given, on_step(step) is called after `step` optimizer steps for each
+    step in at_steps (0: before the first); it may switch the model to eval
+    mode (train mode is restored after it) but must not change its parameters,
+    buffers or any random stream that training uses.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    steps = epochs * steps_per_epoch(len(labels), batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     order_generator = torch.Generator().manual_seed(seed)
+    at_steps, step = frozenset(at_steps), 0
+
+    def checkpoint():
+        if on_step is not None and step in at_steps:
+            on_step(step)
+            model.train()
+
     model.train()
+    checkpoint()
     for epoch in range(epochs):
         order, total = torch.randperm(len(labels), generator=order_generator), 0.0
-        for start in range(0, len(labels), BATCH_SIZE):
-            batch = order[start:start + BATCH_SIZE]
+        for start in range(0, len(labels), batch_size):
+            batch = order[start:start + batch_size]
             loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
             total += loss.item() * len(batch)
+            step += 1
+            checkpoint()
         print(f"epoch {epoch + 1}/{epochs}: train loss {total / len(labels):.4f}", flush=True)
 
 
@@ -195,15 +239,19 @@ def sidecar(labels_file, mean, std, notes):
     }
 
 
-def export(model, out_path, mean, std, notes):
-    """Save TorchScript `out_path`, its sidecar .json and _labels.txt; verify the script."""
+def export(model, out_path, mean, std, notes, labels_file=None):
+    """Save TorchScript `out_path`, its sidecar .json and labels; verify the script.
+
+    The labels go to labels_file (a name in out_path's folder), by default
+    <stem>_labels.txt; the sidecar references it by that relative name.
+    """
     model.eval()
     scripted = torch.jit.script(model)
     probe = torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE, generator=torch.Generator().manual_seed(0))
     check_same_function(model, scripted, probe, tolerance=1e-5)
     stem = os.path.splitext(out_path)[0]
     scripted.save(out_path)
-    labels_file = os.path.basename(stem) + "_labels.txt"
+    labels_file = labels_file or os.path.basename(stem) + "_labels.txt"
     with open(os.path.join(os.path.dirname(out_path) or ".", labels_file), "w") as handle:
         handle.write("".join(name + "\n" for name in CLASSES))
     with open(stem + ".json", "w") as handle:
@@ -217,10 +265,9 @@ def parse_args(argv=None):
         prog="train_bundled.py",
         description="Train TinyCNN (shape x texture of the dominant shape, 12 classes) on "
                     "synthetic concept images and export TorchScript + sidecar + labels.")
-    default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tinycnn.pt")
-    parser.add_argument("--out", default=default_out,
+    parser.add_argument("--out", default=None,
                         help="TorchScript output; PATH.json and PATH_labels.txt are written "
-                             "next to it (default models/tinycnn.pt)")
+                             "next to it (default models/tinycnn.pt, or none with --checkpoints)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
     parser.add_argument("--count", type=int, default=8000, help="training images (default 8000)")
@@ -228,17 +275,60 @@ def parse_args(argv=None):
                         help="validation images (default 1000)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                         help="torch CPU threads (default min(2, cores))")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"training batch size (default {BATCH_SIZE})")
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE,
+                        help=f"Adam learning rate, cosine-annealed to 0 (default {LEARNING_RATE})")
+    parser.add_argument("--checkpoints", metavar="DIR", default=None,
+                        help="also export DIR/ckpt_<step>.pt + .json at --checkpoint-count steps "
+                             "evenly spaced from initialization to the trained model")
+    parser.add_argument("--checkpoint-count", type=int, default=5, metavar="N",
+                        help="number of checkpoints, first and last included (default 5)")
     args = parser.parse_args(argv)
-    for name in ("epochs", "count", "val_count", "threads"):
+    for name in ("epochs", "count", "val_count", "threads", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.lr > 0:
+        parser.error("--lr must be positive")
+    total_steps = args.epochs * steps_per_epoch(args.count, args.batch_size)
+    if args.checkpoint_count < 2:
+        parser.error("--checkpoint-count must be at least 2 (initialization and trained model)")
+    if args.checkpoint_count > total_steps + 1:
+        parser.error(f"--checkpoint-count {args.checkpoint_count} exceeds the {total_steps + 1} "
+                     f"distinct steps (0..{total_steps}) of this run")
+    if args.out is None and args.checkpoints is None:
+        args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tinycnn.pt")
     return args
+
+
+def checkpoint_path(directory, step):
+    """DIR/ckpt_<step padded to 5 digits>.pt."""
+    return os.path.join(directory, f"ckpt_{step:05d}.pt")
+
+
+def prepare_checkpoint_dir(directory, steps):
+    """Create DIR; refuse if it holds ckpt_*.pt files this run would not overwrite."""
+    os.makedirs(directory, exist_ok=True)
+    planned = {os.path.abspath(checkpoint_path(directory, step)) for step in steps}
+    existing = glob.glob(os.path.join(directory, "ckpt_*.pt"))
+    stale = sorted(os.path.basename(path) for path in existing
+                   if os.path.abspath(path) not in planned)
+    if stale:
+        raise _cli.UserError(f"{directory} holds checkpoints of another run ({', '.join(stale)}); "
+                             f"remove them or choose another --checkpoints folder")
 
 
 def main(argv=None):
     """Render data, train, report validation accuracy, export."""
     args = parse_args(argv)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    epoch_steps = steps_per_epoch(args.count, args.batch_size)
+    total_steps = args.epochs * epoch_steps
+    at_steps = (checkpoint_steps(total_steps, args.checkpoint_count)
+                if args.checkpoints is not None else [])
+    if args.out is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if args.checkpoints is not None:
+        prepare_checkpoint_dir(args.checkpoints, at_steps)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.time()
@@ -251,21 +341,54 @@ def main(argv=None):
     model = TinyCNN(batch_norm=True).to(memory_format=torch.channels_last)
     train_x = normalize(train_images, mean, std).contiguous(memory_format=torch.channels_last)
     val_x = normalize(val_images, mean, std)
-    train(model, train_x, train_labels, args.epochs, args.seed)
+    command = (f"models/train_bundled.py --seed {args.seed} --epochs {args.epochs} "
+               f"--count {args.count} --val-count {args.val_count}")
+    if args.batch_size != BATCH_SIZE:
+        command += f" --batch-size {args.batch_size}"
+    if args.lr != LEARNING_RATE:
+        command += f" --lr {args.lr:g}"
+    recipe = f"Adam lr {args.lr} cosine, batch {args.batch_size}"
+
+    def save_checkpoint(step):
+        # fork_rng: TinyCNN() in fold_batch_norm draws from the global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            folded = fold_batch_norm(model)
+        check_same_function(model, folded, val_x[:BATCH_SIZE])
+        val_accuracy = accuracy(folded, val_x, val_labels)
+        index = at_steps.index(step)
+        stage = ("random initialization, before any optimizer step" if step == 0 else
+                 "the trained model (final weights)" if step == total_steps else
+                 "during training")
+        notes = (f"Training checkpoint {index} of {len(at_steps) - 1} written by {command} "
+                 f"--checkpoints DIR --checkpoint-count {len(at_steps)}: step {step} of "
+                 f"{total_steps}, epoch {step / epoch_steps:.2f} of {args.epochs}, "
+                 f"{stage}. 12 classes = dominant shape x texture on make_concepts.render_sample "
+                 f"images, {recipe}, BatchNorm folded into the convolutions before export. "
+                 f"mean/std = channel statistics of the training images, the same for every "
+                 f"checkpoint. Val accuracy {val_accuracy:.4f} (chance {1 / len(CLASSES):.4f}).")
+        path = checkpoint_path(args.checkpoints, step)
+        with torch.random.fork_rng(devices=[]):
+            export(folded, path, mean, std, notes, labels_file=CHECKPOINT_LABELS)
+        print(f"checkpoint step {step}/{total_steps} (epoch "
+              f"{step / epoch_steps:.2f}): val accuracy {val_accuracy:.4f}, "
+              f"wrote {path} ({time.time() - started:.0f} s)", flush=True)
+
+    train(model, train_x, train_labels, args.epochs, args.seed, args.batch_size, args.lr,
+          at_steps, save_checkpoint)
     folded = fold_batch_norm(model)
     check_same_function(model, folded, val_x[:BATCH_SIZE])
     val_accuracy = accuracy(folded, val_x, val_labels)
     elapsed = time.time() - started
     print(f"val accuracy {val_accuracy:.4f} ({args.val_count} images, chance "
           f"{1 / len(CLASSES):.4f}); total {elapsed:.0f} s")
-    notes = (f"Trained by models/train_bundled.py --seed {args.seed} --epochs {args.epochs} "
-             f"--count {args.count} --val-count {args.val_count}: 12 classes = dominant shape x "
-             f"texture on make_concepts.render_sample images, Adam lr {LEARNING_RATE} cosine, "
-             f"batch {BATCH_SIZE}, BatchNorm folded into the convolutions before export. "
+    notes = (f"Trained by {command}: 12 classes = dominant shape x "
+             f"texture on make_concepts.render_sample images, {recipe}, "
+             f"BatchNorm folded into the convolutions before export. "
              f"mean/std = channel statistics of the training images. "
              f"Val accuracy {val_accuracy:.4f} (chance {1 / len(CLASSES):.4f}).")
-    export(folded, args.out, mean, std, notes)
-    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
+    if args.out is not None:
+        export(folded, args.out, mean, std, notes)
+        print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
     return 0
 
 

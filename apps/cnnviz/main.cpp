@@ -21,6 +21,7 @@
 #include "cnnviz/adversarial_command.h"
 #include "cnnviz/atlas_command.h"
 #include "cnnviz/common.h"
+#include "cnnviz/compare_command.h"
 #include "cnnviz/deconv_command.h"
 #include "cnnviz/dissect_command.h"
 #include "cnnviz/core/error.h"
@@ -35,7 +36,7 @@ using AddCommand = std::function<void()> (*)(CLI::App&, const cnnviz::app::Globa
 const AddCommand kCommands[] = {&cnnviz::app::AddLayersCommand, &cnnviz::app::AddActMaxCommand,
                                  &cnnviz::app::AddInvertCommand,  &cnnviz::app::AddUpconvCommand,
                                  &cnnviz::app::AddDeconvCommand,  &cnnviz::app::AddDissectCommand,
-                                 &cnnviz::app::AddAtlasCommand,   &cnnviz::app::AddAdversarialCommand};
+                                 &cnnviz::app::AddAtlasCommand,   &cnnviz::app::AddAdversarialCommand, &cnnviz::app::AddCompareCommand};
 
 int Fail(cnnviz::ExitCode code, const std::string& message) {
   std::cerr << "cnnviz: error: " << message << '\n';

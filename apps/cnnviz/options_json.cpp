@@ -157,6 +157,25 @@ json ToJson(const AdversarialCommandOptions& options) {
           {"out", out}};
 }
 
+json ToJson(const CompareCommandOptions& options) {
+  const auto& [models, names_text, order, input_size, method, dataset_options, dataset, categories_text, layers_text,
+               rotations_text, units_text, units_given, strip_units, restart, out] = options;
+  (void)categories_text;  // in "broden"
+  return {{"models", models},
+          {"names", names_text},
+          {"order", order},
+          {"input_size", Optional(input_size)},
+          {"method", ToJson(method)},
+          {"broden", ToJson(dataset_options)},
+          {"dataset", dataset},
+          {"layers", layers_text},
+          {"rotations", rotations_text},
+          {"units", units_given ? json(units_text) : json(nullptr)},
+          {"strip_units", strip_units},
+          {"restart", restart},
+          {"out", out}};
+}
+
 json ToJson(const DeconvCommandOptions& options) {
   const auto& [model, method, layers_text, units_text, units_given, rule, dataset, image, npy_values, position_text,
                out, save_arrays] = options;

@@ -10,6 +10,7 @@
 #include "cnnviz/actmax_command.h"
 #include "cnnviz/adversarial_command.h"
 #include "cnnviz/atlas_command.h"
+#include "cnnviz/compare_command.h"
 #include "cnnviz/deconv_command.h"
 #include "cnnviz/dissect_command.h"
 #include "cnnviz/invert_command.h"
@@ -29,6 +30,7 @@ nlohmann::json ToJson(const AttackOptions& options);
 nlohmann::json ToJson(const ActMaxCommandOptions& options);
 nlohmann::json ToJson(const AdversarialCommandOptions& options);
 nlohmann::json ToJson(const AtlasCommandOptions& options);
+nlohmann::json ToJson(const CompareCommandOptions& options);
 nlohmann::json ToJson(const DeconvCommandOptions& options);
 nlohmann::json ToJson(const DissectCommandOptions& options);
 nlohmann::json ToJson(const InvertCommandOptions& options);
