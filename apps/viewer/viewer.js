@@ -1,7 +1,8 @@
-/* cnnviz viewer: renders the atlas.json / dissect report.json that data.js assigns to
+/* cnnviz viewer: renders the atlas.json / dissect / adversarial / compare report.json that data.js assigns to
  * window.CNNVIZ_DATA. Static, no modules, no network, no libraries; opens from file://.
  * Routes (docs/atlas.md): #network, #layer=<name>, #unit=<name>/<k>; adversarial reports
- * (docs/adversarial.md): #network, #image=<k>. With optional
+ * (docs/adversarial.md): #network, #image=<k>; compare reports (docs/compare.md): #network,
+ * #layer=<name>. With optional
  * &sort=<col>&desc=1&filter=<text>&page=<n> (n is 1-based) and &selftest=1 (browser test hook).
  * All data reaches the page through DOM nodes and textContent, never through innerHTML. */
 (function () {
@@ -197,10 +198,11 @@
 
   /* ---------- sortable, filterable, paged table ---------- */
 
-  /** cols: [{key, label, value(row) -> sort value or null, cell(row) -> node, num, desc (default direction)}]
+  /** cols: [{key, label, value(row) -> sort value or null, cell(row) -> node, num, desc (default direction), title (header tooltip)}]
    *  Null/'' sort values always go last. Filter tokens: all-digit = unit number, else label/category substring.
    *  opts (all optional; the defaults are the unit tables'): {id: row key and default sort ('unit'),
-   *  noun ('units'), placeholder, text(row) -> the text the filter searches, tableId ('unit-table')}. */
+   *  noun ('units'), placeholder, text(row) -> the text the filter searches, tableId ('unit-table'),
+   *  rowClass(row) -> a class for the row's <tr> or null}. */
   function dataTable(cols, rows, route, opts) {
     opts = opts || {};
     var idKey = opts.id || 'unit', noun = opts.noun || 'units';
@@ -213,7 +215,7 @@
     var tbody = el('tbody'), info = el('span', { class: 'count' }), pager = el('span', { class: 'pager' });
     var headCells = {};
     var thead = el('thead', null, el('tr', null, cols.map(function (c) {
-      var th = el('th', { class: (c.num ? 'num ' : '') + (c.value ? 'sortable' : ''), 'data-col': c.key, title: c.value ? 'sort by ' + c.label : null }, c.label);
+      var th = el('th', { class: (c.num ? 'num ' : '') + (c.value ? 'sortable' : ''), 'data-col': c.key, title: c.value ? c.title || 'sort by ' + c.label : null }, c.label);
       if (c.value) {
         th.addEventListener('click', function () {
           if (state.sort === c.key) state.desc = !state.desc; else { state.sort = c.key; state.desc = !!c.desc; }
@@ -252,7 +254,7 @@
       var shown = list.slice((state.page - 1) * PAGE_SIZE, state.page * PAGE_SIZE);
       tbody.textContent = '';
       shown.forEach(function (r) {
-        tbody.appendChild(el('tr', null, cols.map(function (c) {
+        tbody.appendChild(el('tr', { class: opts.rowClass ? opts.rowClass(r) || null : null }, cols.map(function (c) {
           var v = c.value ? c.value(r) : null;
           return el('td', { class: c.num ? 'num' : '', 'data-col': c.key, 'data-value': isNum(v) ? v : null }, c.cell(r));
         })));
@@ -1049,6 +1051,396 @@
     ];
   }
 
+  /* ---------- compare pages (docs/compare.md) ---------- */
+
+  /** The models in comparison order (models[i].order; the array's order where that is missing). */
+  function cmpModels() {
+    var ms = Array.isArray(D.models) ? D.models : [];
+    return ms.map(function (m, i) { return { m: m || {}, i: i }; }).sort(function (a, b) {
+      var ao = isNum(a.m.order) ? a.m.order : a.i, bo = isNum(b.m.order) ? b.m.order : b.i;
+      return ao - bo || a.i - b.i;
+    }).map(function (x) { return x.m; });
+  }
+  function cmpLayer(name) { return (D.layers || []).filter(function (l) { return l && l.name === name; })[0]; }
+  function modelText(m) { return fmtStr(m.name) + (isNum(m.step) ? ' (step ' + m.step + ')' : ''); }
+
+  var cmpCatList = null;
+  /** The dataset's categories, then any other category a layer reports, in first-seen order. */
+  function cmpCategories() {
+    if (cmpCatList) return cmpCatList;
+    var cats = (((D.dataset || {}).categories) || []).map(String);
+    var add = function (o) { keysOf(o).forEach(function (k) { if (cats.indexOf(k) < 0) cats.push(k); }); };
+    (D.layers || []).forEach(function (l) {
+      if (!l) return;
+      (l.per_model || []).forEach(function (p) { if (p) { add(p.unique_concepts); add(p.detectors_per_category); } });
+      ((l.rotations && l.rotations.points) || []).forEach(function (p) { if (p) add(p.unique_concepts); });
+    });
+    return (cmpCatList = cats);
+  }
+  /** A category's colour class (k0..k7), the same on every chart and table of the report. */
+  function catClass(c) { var i = cmpCategories().indexOf(c); return 'k' + ((i < 0 ? 0 : i) % 8); }
+  function catHead(c) { return [el('span', { class: 'ksw ' + catClass(c) }), c]; }
+
+  /** A layer's per_model entries lined up with the models: by model name, else by position. */
+  function cmpPerModel(l, models) {
+    var list = Array.isArray(l.per_model) ? l.per_model : [];
+    return models.map(function (m, i) {
+      var byName = list.filter(function (p) { return p && p.model !== undefined && p.model === m.name; })[0];
+      if (byName) return byName;
+      var p = list[i];
+      return p && (p.model === undefined || p.model === null) ? p : null;
+    });
+  }
+  /** One count per category from a {category: n} object (a category missing from a present object is 0). */
+  function catCount(o, c) { return o && typeof o === 'object' ? (isNum(o[c]) ? o[c] : 0) : null; }
+
+  /** The x axis over the models: training steps when every model has one and they increase, else the names. */
+  function cmpAxis(models) {
+    var steps = models.map(function (m) { return m.step; });
+    var numeric = models.length > 1 && steps.every(function (s, i) { return isNum(s) && (i === 0 || s > steps[i - 1]); });
+    return { values: numeric ? steps : null,
+      labels: models.map(function (m) { return numeric ? String(m.step) : fmtStr(m.name); }),
+      title: numeric ? 'training step' : 'model (comparison order)', names: models.map(modelText) };
+  }
+  function countText(v) { return isNum(v) ? (v % 1 ? fmt(v, 3) : String(v)) : NA; }
+
+  /** Lines (or grouped bars) over one x axis, panels stacked; inline SVG with <title> tooltips.
+   *  x: {values: [number per point] | null (evenly spaced categories), labels: [tick text per point], title, names: [tooltip text per point]}
+   *  panels: [{title, ylabel, what (tooltip noun), legend (default true), integer (default true),
+   *            series: [{name, values: [number | null per point], cls}]}]
+   *  opts: {bars: grouped bars per point instead of lines (the x axis is then categorical)} */
+  function seriesChart(x, panels, opts) {
+    opts = opts || {};
+    var n = x.labels.length;
+    if (!n) return note('Nothing to chart.');
+    var bars = !!opts.bars, numeric = !bars && Array.isArray(x.values) && n > 1 && x.values.every(isNum);
+    var textW = function (t) { return String(t).length * 6.4; };
+    var short = x.labels.map(function (t) { t = String(t); return t.length > 22 ? t.slice(0, 21) + '\u2026' : t; });
+    var maxLab = Math.max.apply(null, short.map(textW));
+    var maxSeries = Math.max.apply(null, panels.map(function (p) { return p.series.length; }).concat([1]));
+    var L = 58, R = 24;
+    var W = numeric ? 760 : Math.max(560, Math.min(1040, L + R + n * (bars ? Math.max(96, maxSeries * 14 + 34) : 110)));
+    var PAD = numeric ? 20 : 0, PH = 150, GAP = 26;
+    var pw = W - L - R, step = pw / n;
+    var xmin = numeric ? Math.min.apply(null, x.values) : 0, xmax = numeric ? Math.max.apply(null, x.values) : 1;
+    var xv = function (v) { return xmax > xmin ? L + PAD + (pw - 2 * PAD) * (v - xmin) / (xmax - xmin) : L + pw / 2; };
+    var xs = function (i) { return numeric ? xv(x.values[i]) : L + step * (i + 0.5); };
+    var perPoint = true, rotate = false;
+    if (numeric) {
+      for (var q = 1; q < n; q++) if (xs(q) - xs(q - 1) < (textW(short[q - 1]) + textW(short[q])) / 2 + 8) perPoint = false;
+    } else if (maxLab > step - 6) {
+      rotate = true;   // slanted labels reach left of their tick: make room
+      L = Math.max(L, Math.ceil(0.77 * maxLab - step / 2 + 8));
+      pw = W - L - R; step = pw / n;
+    }
+    var legendRows = function (series) {
+      var rows = [[]], at = 0;
+      series.forEach(function (s) {
+        var w = 34 + textW(s.name) + 12;
+        if (at + w > pw && rows[rows.length - 1].length) { rows.push([]); at = 0; }
+        rows[rows.length - 1].push({ s: s, x: L + at }); at += w;
+      });
+      return rows;
+    };
+    var kids = [], y = 6;
+    panels.forEach(function (p) {
+      var rows = p.legend === false ? [] : legendRows(p.series);
+      kids.push(el('svg:text', { x: L, y: y + 12, class: 'ptitle', text: p.title }));
+      rows.forEach(function (row, ri) {
+        var ly = y + 18 + ri * 16 + 8;
+        row.forEach(function (it) {
+          var s = it.s;
+          if (bars) kids.push(el('svg:rect', { x: it.x, y: ly - 6, width: 22, height: 11, class: 'bar ' + s.cls }));
+          else kids.push(el('svg:line', { x1: it.x, x2: it.x + 22, y1: ly, y2: ly, class: 'line ' + s.cls }),
+            el('svg:circle', { cx: it.x + 11, cy: ly, r: 3.5, class: 'pt ' + s.cls }));
+          kids.push(el('svg:text', { x: it.x + 28, y: ly + 4, class: 'lbl', text: s.name }));
+        });
+      });
+      var y0 = y + 22 + rows.length * 16 + (rows.length ? 6 : 0);
+      var vals = [];
+      p.series.forEach(function (s) { s.values.forEach(function (v) { if (isNum(v)) vals.push(v); }); });
+      var lo = Math.min.apply(null, vals.concat([0])), hi = Math.max.apply(null, vals.concat([0]));
+      if (hi - lo < 1e-9) hi = lo + 1;
+      var integer = p.integer !== false, tstep = niceStep(hi - lo, 4);
+      if (integer) tstep = Math.max(1, Math.floor(tstep));
+      lo = Math.floor(lo / tstep + 1e-9) * tstep; hi = Math.ceil(hi / tstep - 1e-9) * tstep;
+      if (hi <= lo) hi = lo + tstep;
+      var ys = function (v) { return y0 + PH - PH * (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo); };
+      var dec = stepDecimals(tstep);
+      for (var t = lo; t <= hi + tstep * 1e-6; t += tstep) {
+        kids.push(el('svg:line', { x1: L, y1: ys(t), x2: L + pw, y2: ys(t), class: 'grid' }),
+          el('svg:text', { x: L - 5, y: ys(t) + 4, class: 'lbl', 'text-anchor': 'end', text: t.toFixed(dec) }));
+      }
+      if (!bars) for (var i = 0; i < n; i++) kids.push(el('svg:line', { x1: xs(i), y1: y0, x2: xs(i), y2: y0 + PH, class: 'vgrid' }));
+      kids.push(el('svg:line', { x1: L, y1: y0 + PH, x2: L + pw, y2: y0 + PH, class: 'axis' }),
+        el('svg:line', { x1: L, y1: y0, x2: L, y2: y0 + PH, class: 'axis' }),
+        el('svg:text', { x: 14, y: y0 + PH / 2, class: 'lbl axis-title', 'text-anchor': 'middle',
+          transform: 'rotate(-90 14 ' + (y0 + PH / 2) + ')', text: p.ylabel }));
+      var tip = function (i, s, v) { return x.names[i] + ': ' + countText(v) + (p.what ? ' ' + p.what : '') + ' (' + s.name + ')'; };
+      if (bars) {
+        var gw = Math.min(step * 0.84, p.series.length * 22), bw = gw / Math.max(1, p.series.length);
+        for (var j = 0; j < n; j++) {
+          p.series.forEach(function (s, si) {
+            var v = s.values[j];
+            if (!isNum(v)) return;
+            var top = ys(v), h = Math.max(1.5, y0 + PH - top);
+            kids.push(el('svg:rect', { x: xs(j) - gw / 2 + si * bw + 0.5, y: y0 + PH - h, width: Math.max(1, bw - 1), height: h, class: 'bar ' + s.cls },
+              el('svg:title', { text: tip(j, s, v) })));
+          });
+        }
+      } else {
+        p.series.forEach(function (s) {   // later series are drawn on top (the total comes last)
+          var runs = [], run = null;         // contiguous stretches of numbers (a null breaks the line)
+          s.values.forEach(function (v, k) { if (isNum(v)) { if (!run) runs.push(run = []); run.push(k); } else run = null; });
+          runs.forEach(function (r) {
+            kids.push(el('svg:polyline', { points: r.map(function (k) { return xs(k) + ',' + ys(s.values[k]); }).join(' '), class: 'line ' + s.cls }));
+          });
+          s.values.forEach(function (v, k) {
+            if (isNum(v)) kids.push(el('svg:circle', { cx: xs(k), cy: ys(v), r: 3.5, class: 'pt ' + s.cls }, el('svg:title', { text: tip(k, s, v) })));
+          });
+        });
+      }
+      y = y0 + PH + GAP;
+    });
+    var yb = y - GAP;
+    if (perPoint) {
+      short.forEach(function (t, i) {
+        kids.push(el('svg:text', rotate
+          ? { x: xs(i), y: yb + 12, class: 'lbl xlbl', 'text-anchor': 'end', transform: 'rotate(-40 ' + xs(i) + ' ' + (yb + 12) + ')', text: t }
+          : { x: xs(i), y: yb + 15, class: 'lbl xlbl', 'text-anchor': 'middle', text: t }, el('svg:title', { text: String(x.names[i]) })));
+      });
+    } else {   // a numeric axis too crowded for one label per point: round ticks
+      var xt = niceStep(xmax - xmin, 6), xd = stepDecimals(xt);
+      for (var v = Math.ceil(xmin / xt - 1e-9) * xt; v <= xmax + xt * 1e-6; v += xt) {
+        kids.push(el('svg:line', { x1: xv(v), x2: xv(v), y1: yb, y2: yb + 4, class: 'axis' }),
+          el('svg:text', { x: xv(v), y: yb + 15, class: 'lbl xlbl', 'text-anchor': 'middle', text: v.toFixed(xd) }));
+      }
+    }
+    var H = yb + (rotate ? Math.ceil(maxLab * 0.66) + 12 : 20) + 22;
+    kids.push(el('svg:text', { x: L + pw / 2, y: H - 6, class: 'lbl axis-title', 'text-anchor': 'middle', text: x.title }));
+    return el('svg:svg', { class: 'divchart cmpchart', width: W, height: H, viewBox: '0 0 ' + W + ' ' + H, role: 'img' }, kids);
+  }
+
+  /** A PNG as a link, with the picture folded under it (open in the self-test so that the test sees it load). */
+  function pngLink(text, path) {
+    if (!path) return null;
+    var d = el('details', { class: 'png cmp-png' }, [el('summary', null, [text + ': ', el('a', { href: fileUrl(path), text: path })]), image(path, { cls: 'chart' })]);
+    d.open = selftest;
+    return d;
+  }
+
+  function cmpNetwork() {
+    var models = cmpModels(), ds = D.dataset || {}, m = D.model || {}, tm = D.timings || {};
+    var layers = (Array.isArray(D.layers) ? D.layers : []).filter(Boolean), axis = cmpAxis(models), same = D.same_architecture;
+    var cats = ds.categories && ds.categories.length ? ds.categories.join(', ') : NA;
+    return [
+      el('h1', null, ['Model comparison', el('span', { class: 'sub', text: ' ' + models.length + ' model' + (models.length === 1 ? '' : 's') +
+        (same === true ? ', one architecture' : same === false ? ', different architectures' : '') })]),
+      summaryLine([['dataset', fmtStr(ds.path)], ['images', fmtInt(ds.images)], ['categories', cats],
+        ['IoU threshold', fmtStr(D.iou_threshold)], ['same architecture', same === null || same === undefined ? NA : yesNo(same)],
+        ['seed', fmtStr(D.seed)], ['time', isNum(tm.total_seconds) ? fmt(tm.total_seconds, 1) + ' s' : NA],
+        ['cnnviz', fmtStr(D.cnnviz_version)], ['torch', fmtStr(D.torch_version)], ['created', fmtStr(D.created)]]),
+      pngLink('Overall chart, unique concepts and detectors per layer across models', D.chart),
+      section('Models (' + models.length + ')', [
+        el('div', { class: 'scroll' }, simpleTable(['#', 'model', 'step', 'path', 'resumed'], models.map(function (x, i) {
+          return [num(fmtInt(isNum(x.order) ? x.order : i)), el('b', { text: fmtStr(x.name) }), num(fmtInt(x.step)),
+            el('code', { text: fmtStr(x.path) }), x.resumed === null || x.resumed === undefined ? NA : yesNo(x.resumed)];
+        }))),
+        note('Resumed: the model\'s dissection came from an earlier run (stages/).')]),
+      layers.length ? section('Layers across models', el('div', { class: 'scroll' }, [
+        note('Detectors / unique concepts per layer and model.'),
+        simpleTable(['layer', same === false ? 'units (first model)' : 'units'].concat(models.map(function (x) { return fmtStr(x.name); })), layers.map(function (l) {
+          var pms = cmpPerModel(l, models);
+          return [l.evolution ? el('a', { href: layerHref(l.name) }, layerCell(l)) : layerCell(l), num(fmtInt(l.units))].concat(pms.map(function (p) {
+            return num(p ? fmtInt(p.detectors) + ' / ' + fmtInt(p.unique_total) : NA);
+          }));
+        }))])) : section('Layers', note('No layer in this report.')),
+      layers.map(function (l) { return cmpLayerSection(l, models, axis); }),
+      D.timings ? el('details', null, [el('summary', { text: 'Timings' }), kvTable(D.timings)]) : null,
+      el('details', null, [el('summary', { text: 'Model input (the first model)' }), kvTable(m.input)]),
+      el('details', null, [el('summary', { text: 'Options' }), kvTable(D.options)])
+    ];
+  }
+
+  /** One layer across the models: a chart of detectors and unique concepts per category, its table, its rotations. */
+  function cmpLayerSection(l, models, axis, onLayerPage) {
+    var pms = cmpPerModel(l, models), cats = cmpCategories(), ev = l.evolution, bars = D.same_architecture === false;
+    var series = function (key, totalKey) {
+      return cats.map(function (c) {
+        return { name: c, cls: catClass(c), values: pms.map(function (p) { return p ? catCount(p[key], c) : null; }) };
+      }).concat([{ name: 'total', cls: 'ktot', values: pms.map(function (p) { return p && isNum(p[totalKey]) ? p[totalKey] : null; }) }]);
+    };
+    var chart = seriesChart(axis, [
+      { title: 'detectors (units whose best label has IoU above ' + fmtStr(D.iou_threshold) + ')', ylabel: 'detectors', what: 'detectors',
+        series: series('detectors_per_category', 'detectors') },
+      { title: 'unique concepts (distinct labels among the detectors)', ylabel: 'unique concepts', what: 'unique concepts', legend: false,
+        series: series('unique_concepts', 'unique_total') }], { bars: bars });
+    var table = simpleTable(['model', 'detectors', 'unique'].concat(cats.map(catHead)), models.map(function (x, i) {
+      var p = pms[i];
+      return [modelText(x), num(p ? fmtInt(p.detectors) + (bars ? '' : pct(p.detectors, l.units)) : NA), num(p ? fmtInt(p.unique_total) : NA)]
+        .concat(cats.map(function (c) {
+          return num(p ? fmtInt(catCount(p.detectors_per_category, c)) + ' / ' + fmtInt(catCount(p.unique_concepts, c)) : NA);
+        }));
+    }), 'grid cmp-nums');
+    var evLine = ev
+      ? el('p', { class: 'evo' }, [el('b', { text: fmtInt(ev.changed_units) }), ' of ' + fmtInt(l.units) + ' units changed their concept at least once' +
+        pct(ev.changed_units, l.units) + '. ', onLayerPage ? null : el('a', { href: layerHref(l.name), text: 'Every unit across the models \u00bb' })])
+      : note(D.same_architecture === false ? 'No unit evolution: the models differ in architecture, so their units do not correspond.'
+        : 'No unit evolution for this layer.');
+    return el('section', { class: 'cmp-layer' }, [
+      onLayerPage ? el('h2', { text: 'Detectors and concepts across models' })
+        : el('h2', null, [layerCell(l), el('span', { class: 'small', text: ' \u00b7 ' + fmtInt(l.units) + ' units' + (bars ? ' in the first model' : '') })]),
+      evLine,
+      bars ? note('Different networks: bars side by side, one group per model.') : null,
+      el('div', { class: 'row cmp-row' }, [el('div', { class: 'scroll' }, chart),
+        el('div', { class: 'scroll cmp-side' }, [note('Per category: detectors / unique concepts.'), table])]),
+      pngLink('This chart as a PNG', l.chart),
+      cmpRotations(l)]);
+  }
+
+  /** The last model's layer under random rotations of its basis (Bau et al. 2017, section 4). */
+  function cmpRotations(l) {
+    var r = l.rotations;
+    if (!r) return null;
+    var cats = cmpCategories();
+    var pts = (Array.isArray(r.points) ? r.points : []).filter(Boolean).slice().sort(function (a, b) {
+      return isNum(a.alpha) && isNum(b.alpha) ? a.alpha - b.alpha : 0;
+    });
+    var axis = { values: pts.every(function (p) { return isNum(p.alpha); }) ? pts.map(function (p) { return p.alpha; }) : null,
+      labels: pts.map(function (p) { return fmtG(p.alpha); }), title: 'rotation \u03b1 (0: the layer\'s own basis, 1: a fully random rotation)',
+      names: pts.map(function (p) { return '\u03b1 = ' + fmtG(p.alpha); }) };
+    var get = function (k) { return pts.map(function (p) { return isNum(p[k]) ? p[k] : null; }); };
+    return el('div', { class: 'cmp-rot' }, [
+      el('h3', { text: 'Rotated basis' }),
+      note('The layer of ' + fmtStr(r.model) + ' with its units mixed by a random rotation of strength \u03b1 (seed ' + fmtStr(r.seed) +
+        '). Counts that fall as \u03b1 grows mean that the learned basis itself lines units up with concepts (Bau et al. 2017, section 4).'),
+      pts.length ? el('div', { class: 'row cmp-row' }, [
+        el('div', { class: 'scroll' }, seriesChart(axis, [
+          { title: 'detectors and unique concepts', ylabel: 'count', series: [{ name: 'detectors', cls: 'kdet', values: get('detectors') },
+            { name: 'unique concepts', cls: 'ktot', values: get('unique_total') }] },
+          { title: 'unique concepts per category', ylabel: 'unique concepts', what: 'unique concepts',
+            series: cats.map(function (c) { return { name: c, cls: catClass(c), values: pts.map(function (p) { return catCount(p.unique_concepts, c); }) }; }) }])),
+        el('div', { class: 'scroll cmp-side' }, [note('Per category: unique concepts.'),
+          simpleTable(['\u03b1', 'detectors', 'unique'].concat(cats.map(catHead)), pts.map(function (p) {
+            return [num(fmtG(p.alpha)), num(fmtInt(p.detectors) + (D.same_architecture === false ? '' : pct(p.detectors, l.units))), num(fmtInt(p.unique_total))]
+              .concat(cats.map(function (c) { return num(fmtInt(catCount(p.unique_concepts, c))); }));
+          }), 'grid cmp-nums')])]) : note('No rotation points.'),
+      pngLink('The rotation curve as a PNG', r.chart)]);
+  }
+
+  function cmpLayerPage(route) {
+    var l = cmpLayer(route.layer);
+    if (!l) return notFound('No layer "' + route.layer + '" in this report.');
+    var models = cmpModels(), ev = l.evolution, all = (D.layers || []).filter(Boolean);
+    var idx = all.indexOf(l), prev = all[idx - 1], next = all[idx + 1];
+    var units = ev && Array.isArray(ev.units) ? ev.units.filter(Boolean) : [];
+    var withStrip = units.filter(function (u) { return u.strip; });
+    var head = [
+      breadcrumb([['network', '#network'], [layerTitle(l.name), null]]),
+      el('div', { class: 'prevnext' }, [prev ? el('a', { href: layerHref(prev.name), text: '\u00ab ' + layerTitle(prev.name) }) : null,
+        next ? el('a', { href: layerHref(next.name), text: layerTitle(next.name) + ' \u00bb' }) : null]),
+      el('h1', null, ['Layer ', el('code', { text: layerTitle(l.name) }), el('span', { class: 'sub', text: ' across ' + models.length + ' models' })]),
+      summaryLine([['units', fmtInt(l.units)], ['models', String(models.length)],
+        ['changed units', ev ? fmtInt(ev.changed_units) + ' of ' + fmtInt(l.units) + pct(ev.changed_units, l.units) : NA],
+        ['strips', ev ? String(withStrip.length) : NA], ['IoU threshold', fmtStr(D.iou_threshold)]])];
+    if (!ev) return head.concat([cmpLayerSection(l, models, cmpAxis(models), true)]);
+
+    var last = models.length - 1;
+    var pmAt = function (u, i) { return Array.isArray(u.per_model) ? u.per_model[i] || null : null; };
+    var conceptAt = function (u, i) {
+      if (Array.isArray(u.concept) && i < u.concept.length) return u.concept[i] || null;
+      var p = pmAt(u, i);
+      return p && p.detector && p.label ? p.label : null;
+    };
+    var changedAt = function (u, i) { return i > 0 && conceptAt(u, i) !== conceptAt(u, i - 1); };
+    var nChanges = function (u) {
+      if (Array.isArray(u.changes)) return u.changes.length;
+      var c = 0;
+      for (var i = 1; i < models.length; i++) if (changedAt(u, i)) c++;
+      return c;
+    };
+    var changesText = function (u) {
+      return (Array.isArray(u.changes) ? u.changes : []).map(function (c) {
+        return fmtStr(c && c.at) + ': ' + fmtStr(c && c.from) + ' \u2192 ' + fmtStr(c && c.to);
+      }).join('\n');
+    };
+    var conceptCell = function (u, i) {
+      var p = pmAt(u, i), chg = changedAt(u, i), body;
+      var tip = p ? [p.label ? String(p.label) + (p.category ? ' (' + p.category + ')' : '') : 'no label', 'IoU ' + fmt(p.iou, 3),
+        p.detector ? 'a detector' : 'not a detector'].join(', ') : 'no data';
+      if (chg) tip += '\nchanged from ' + fmtStr(conceptAt(u, i - 1)) + ' at ' + fmtStr(models[i].name);
+      if (!p || p.label === null || p.label === undefined || p.label === '') body = NA;
+      else if (p.detector) body = [el('b', { text: String(p.label) }), el('span', { class: 'iou', text: ' ' + fmt(p.iou, 3) })];
+      else body = el('span', { class: 'weak', text: String(p.label) + ' ' + fmt(p.iou, 3) });
+      return el('span', { class: 'cc' + (chg ? ' chg' : ''), title: tip }, body);
+    };
+    var stripThumb = function (u) {
+      return el('a', { href: fileUrl(u.strip), class: 'strip-link', title: 'unit ' + u.unit + ': its top image in every model (click: the strip below)',
+        onclick: function (e) {
+          var f = document.getElementById('strip-' + u.unit);
+          if (!f) return;
+          e.preventDefault();
+          f.scrollIntoView({ block: 'center' });
+          f.classList.remove('flash'); void f.offsetWidth; f.classList.add('flash');
+        } }, image(u.strip, { cls: 'strip-thumb' }));
+    };
+    var cols = [
+      { key: 'unit', label: 'unit', num: true, value: function (u) { return isNum(u.unit) ? u.unit : null; }, cell: function (u) { return fmtInt(u.unit); } },
+      { key: 'changes', label: 'changes', num: true, desc: true, title: 'sort by the number of concept changes', value: nChanges,
+        cell: function (u) { var c = nChanges(u); return el('span', { class: c ? 'nchg' : '', title: changesText(u) || null, text: fmtInt(c) }); } }
+    ].concat(models.map(function (m, i) {
+      return { key: 'm' + i, label: fmtStr(m.name), desc: true, title: 'sort by IoU in ' + modelText(m),
+        value: function (u) { var p = pmAt(u, i); return p && isNum(p.iou) ? p.iou : null; }, cell: function (u) { return conceptCell(u, i); } };
+    })).concat([
+      { key: 'tile', label: 'top image' + (last >= 0 ? ' (' + fmtStr(models[last].name) + ')' : ''), cell: function (u) {
+        var p = pmAt(u, last);
+        return p && p.tile ? image(p.tile, { cls: 'thumb', title: 'unit ' + u.unit + ': top image in ' + fmtStr(models[last].name) + ', mask outlined' }) : NA;
+      } },
+      { key: 'strip', label: 'strip', cell: function (u) { return u.strip ? stripThumb(u) : NA; } }]);
+
+    var stripOrder = Array.isArray(ev.strip_units) ? ev.strip_units : [];
+    var rank = function (u) { var k = stripOrder.indexOf(u.unit); return k < 0 ? 1e9 : k; };
+    withStrip.sort(function (a, b) { return rank(a) - rank(b) || a.unit - b.unit; });
+
+    var perStep = models.map(function (m, i) {
+      var at = { all: 0, appeared: 0, vanished: 0, switched: 0 };
+      if (i === 0) return at;
+      units.forEach(function (u) {
+        (Array.isArray(u.changes) ? u.changes : []).forEach(function (c) {
+          if (!c || c.at !== m.name) return;
+          at.all++;
+          if (c.from === null || c.from === undefined) at.appeared++; else if (c.to === null || c.to === undefined) at.vanished++; else at.switched++;
+        });
+      });
+      return at;
+    });
+    return head.concat([
+      el('div', { class: 'row' }, [
+        section('Concept changes per model', simpleTable(['model', 'changes', 'appeared', 'vanished', 'switched'], models.map(function (m, i) {
+          var c = perStep[i];
+          return i === 0 ? [modelText(m), num(NA), num(NA), num(NA), num(NA)]
+            : [modelText(m), num(String(c.all)), num(String(c.appeared)), num(String(c.vanished)), num(String(c.switched))];
+        }), 'grid cmp-nums')),
+        section('Reading the table', el('div', { class: 'legend small' }, [
+          el('p', null, [el('b', { text: 'bold' }), ': a detector (its best label\'s IoU is above ' + fmtStr(D.iou_threshold) + '), with the IoU.']),
+          el('p', null, [el('span', { class: 'weak', text: 'grey' }), ': the best label of a unit that is no detector there, with its IoU; ' + NA + ': no label.']),
+          el('p', null, [el('span', { class: 'cc chg', text: 'a left bar' }), ': the concept differs from the previous model\'s (appeared, vanished or switched).']),
+          el('p', null, [el('span', { class: 'sw sw-changed' }), 'a highlighted row: the unit\'s concept changed at least once. Hover a cell for its category and IoU.'])]))]),
+      section('Units (' + units.length + ')', dataTable(cols, units, route, {
+        placeholder: 'filter: label, category, unit #', rowClass: function (u) { return nChanges(u) ? 'changed' : null; },
+        text: function (u) {
+          return (Array.isArray(u.per_model) ? u.per_model : []).map(function (p) { return p ? [p.label || '', p.category || ''].join(' ') : ''; }).join(' ');
+        } })),
+      withStrip.length ? section('Strips (' + withStrip.length + '): each unit\'s top image in every model, in order',
+        el('div', { class: 'cmp-strips' }, withStrip.map(function (u) {
+          var path = models.map(function (m, i) { return fmtStr(conceptAt(u, i)); }).join(' \u2192 ');
+          return el('figure', { id: 'strip-' + u.unit }, [
+            el('a', { href: fileUrl(u.strip), title: 'open the PNG' }, image(u.strip, { cls: 'cmp-strip' })),
+            el('figcaption', null, [el('div', null, [el('b', { text: 'unit ' + u.unit }), ' \u00b7 ' + nChanges(u) + ' change' + (nChanges(u) === 1 ? '' : 's')]),
+              el('div', { text: path })])]);
+        }))) : section('Strips', note('No strips in this report.'))]);
+  }
+
   /* ---------- page assembly ---------- */
 
   function notFound(text) { return [breadcrumb([['network', '#network']]), el('p', { class: 'fatal', text: text })]; }
@@ -1068,8 +1460,12 @@
       if (route.page === 'network') return advNetwork(route);
       if (route.page === 'image') return advImagePage(route);
       if (route.page === 'layer' || route.page === 'unit') return notFound('An adversarial report has no layer or unit pages: its layers are on the network page.');
+    } else if (cmd === 'compare') {
+      if (route.page === 'network') return cmpNetwork();
+      if (route.page === 'layer') return cmpLayerPage(route);
+      if (route.page === 'unit' || route.page === 'image') return notFound('A compare report has no unit or image pages: a layer page lists every unit across the models.');
     } else {
-      return el('p', { class: 'fatal', text: 'Unknown report kind "' + String(cmd) + '": this viewer renders "atlas", "dissect" and "adversarial".' });
+      return el('p', { class: 'fatal', text: 'Unknown report kind "' + String(cmd) + '": this viewer renders "atlas", "dissect", "adversarial" and "compare".' });
     }
     return notFound('Unknown page "' + location.hash + '".');
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The viewer in a real browser (ctest label "browser"): makes a dissection report, an atlas and an
-# adversarial report with the cnnviz binary, then loads their network, layer, unit and image pages in headless Chromium (check_pages.py):
+# adversarial report and a comparison with the cnnviz binary, then loads their network, layer, unit and image pages in headless Chromium (check_pages.py):
 # no console errors, every image loads, sorting a layer page by IoU reorders its rows. Skips (exit 77)
 # where no Chromium is installed.
 #   browser_test.sh CNNVIZ_BINARY FIXTURE_DIR WORK_DIR
@@ -22,10 +22,14 @@ export OMP_NUM_THREADS=1
   --out "$work/atlas"
 "$cnnviz" adversarial -q --device cpu --model "$here/../../models/tinycnn.pt" --images "$fixtures/concepts" \
   --max-images 12 --dissection "$work/dissect" --inspect conv5 --inversion-steps 10 --out "$work/adversarial"
+"$cnnviz" compare -q --device cpu --models "$here/../../models/checkpoints/ckpt_00000.pt" \
+  "$here/../../models/checkpoints/ckpt_01000.pt" --dataset "$fixtures/concepts" --layers conv4,conv5 \
+  --rotations 0,1 --out "$work/compare"
 "$python" "$here/make_fake_atlas.py" "$work/fake" >/dev/null
+"$python" "$here/make_fake_compare.py" "$work/fake_compare" >/dev/null
 "$python" "$here/make_fake_adversarial.py" "$work/fake_adversarial" >/dev/null
 status=0
-for folder in dissect atlas adversarial fake fake_adversarial; do
+for folder in dissect atlas adversarial compare fake fake_adversarial fake_compare; do
   echo "== $folder"
   "$python" "$here/check_pages.py" "$work/$folder" || status=1
 done

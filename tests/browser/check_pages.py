@@ -4,7 +4,9 @@
     check_pages.py OUTPUT_FOLDER [--screenshots DIR]
 
 Pages: the network page, the first layer's page and (atlas only) the page of the first unit of the
-first layer; for an adversarial report (docs/adversarial.md), the network page and the first image's page. Each is loaded as file:///.../index.html#<page>&selftest=1; the viewer then waits for its
+first layer; for an adversarial report (docs/adversarial.md), the network page and the first image's page;
+for a compare report (docs/compare.md), the network page and the first layer with unit evolution (whose
+table has no IoU column to sort). Each is loaded as file:///.../index.html#<page>&selftest=1; the viewer then waits for its
 images, clicks the IoU header on a layer page, and writes a JSON report into <pre id="cnnviz-selftest">,
 which this script reads from --dump-dom. It fails (exit 1) when the report is missing, an error was
 recorded, an image broke, a layer or image page has no rows, or the IoU column did not sort descending.
@@ -48,6 +50,12 @@ def load_data(folder):
 def pages_for(data):
     """[(kind, hash)] the pages to check."""
     pages = [('network', 'network')]
+    if data.get('command') == 'compare':
+        # docs/compare.md: the network page, and the page of the first layer with unit evolution.
+        evolved = [l for l in data.get('layers') or [] if l and l.get('evolution')]
+        if evolved:
+            pages.append(('layer', 'layer=' + urllib.parse.quote(evolved[0]['name'], safe='')))
+        return pages
     if data.get('command') == 'adversarial':
         images = data.get('images') or []
         if images:
