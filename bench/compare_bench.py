@@ -10,7 +10,8 @@ Layers: every convolution (conv1-conv5, 304 units). Dataset: a generated Broden-
 binary with default options (1 intra-op thread, OMP_WAIT_POLICY=PASSIVE, decoding on a second thread),
 every run a fresh process and a fresh output folder (no resumed models).
 
-Measured: wall time of `compare --models <5> --layers conv1,...,conv5` against the sum of the 5
+Measured: wall time of `compare --models <5> --layers conv1,...,conv5 --actmax-steps 0` (dissect has no
+activation maximization; compare still writes its tiles and strips, dissect its unit figures) against the sum of the 5
 `dissect` runs' wall times, and the ratio (target >= 1.5x); peak resident memory (ru_maxrss of the
 process) of the compare run against the largest single dissect run. The runs alternate when --rounds > 1
 (the machines are shared and noisy: read every round).
@@ -57,7 +58,7 @@ def main():
         for r in range(args.rounds):
             out = os.path.join(work, f"compare{r}")
             wall_c, peak_c = run("compare", [binary, "compare", "-q", "--models", *checkpoints, "--dataset", dataset,
-                                             "--layers", LAYERS, "--out", out])
+                                             "--layers", LAYERS, "--actmax-steps", "0", "--out", out])
             walls, peaks = [], []
             for i, checkpoint in enumerate(checkpoints):
                 wall, peak = run("dissect", [binary, "dissect", "-q", "--model", checkpoint, "--dataset", dataset,

@@ -46,7 +46,7 @@ TEST(CliCompareTest, CheckpointsGainDetectorsAndResume) {
   // Given out of order: --order numeric sorts them by the number in the name.
   const std::string models = Checkpoint("01000") + " " + Checkpoint("00000") + " " + Checkpoint("00500");
   const std::string rest = " --order numeric --dataset " + test::Fixture("concepts") +
-                           " --layers conv3,conv4,conv5 --rotations 0,1 --out " + out;
+                           " --layers conv3,conv4,conv5 --rotations 0,1 --actmax-steps 4 --strip-units 2 --out " + out;
   const std::string command = "compare -q --device cpu --models " + models + rest;
   const test::Result run = test::RunCli(command);
   ASSERT_EQ(run.code, 0) << run.out;
@@ -100,7 +100,7 @@ TEST(CliCompareTest, TwinModelsAgreeAndAZeroedUnitAloneChanges) {
   const test::Result run = test::RunCli("compare -q --device cpu --models " + test::Fixture("planted.pt") + "," +
                                         test::Fixture("planted.pt") + "," + test::Fixture("planted_zeroed.pt") +
                                         " --names planted,twin,zeroed --dataset " + test::Fixture("concepts") +
-                                        " --layers relu --quantile 0.02 --out " + out);
+                                        " --layers relu --quantile 0.02 --actmax-steps 0 --out " + out);
   ASSERT_EQ(run.code, 0) << run.out;
   const json report = ReadJson(out + "/compare.json");
   const json& layer = report["layers"][0];

@@ -20,6 +20,7 @@
 #include "cnnviz/io/grid.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/report.h"
+#include "cnnviz/methods/activation_maximization.h"
 #include "cnnviz/options_json.h"
 #include "cnnviz/progress.h"
 #include "cnnviz/units.h"
@@ -369,8 +370,34 @@ void RunCompare(CompareCommandOptions options, const GlobalOptions& global) {
           throw UsageError("--units: unit " + std::to_string(u) + " is out of range for " + display + " (" +
                            std::to_string(info.units) + " units)");
         }
+      }
+      // Each chosen unit's activation maximization in every model (one batch per model), same seed.
+      std::vector<std::map<int64_t, std::pair<at::Tensor, double>>> actmax;
+      if (options.actmax_steps > 0 && !chosen.empty()) {
+        ProgressReporter reporter("compare actmax " + display, "models");
+        for (size_t i = 0; i < models.size(); ++i) {
+          ActMaxOptions a;
+          a.layer = m.layers[l];
+          a.units = chosen;
+          a.render.steps = options.actmax_steps;
+          a.seed = global.seed;
+          const ActMaxResult result = ActivationMaximization(*models[i].probe).Run(a);
+          std::map<int64_t, std::pair<at::Tensor, double>> images;
+          for (size_t k = 0; k < result.units.size(); ++k) {
+            images[result.units[k].unit] = {result.images[static_cast<int64_t>(k)], result.units[k].final_value};
+          }
+          actmax.push_back(std::move(images));
+          reporter.Update(static_cast<int64_t>(i + 1), static_cast<int64_t>(models.size()));
+        }
+      }
+      for (int64_t u : chosen) {
         std::vector<at::Tensor> tiles;
         std::vector<std::string> captions;
+        for (size_t i = 0; i < models.size() && !actmax.empty(); ++i) {
+          const auto& [image, value] = actmax[i].at(u);
+          tiles.push_back(ResizeSquare(image, kTile));
+          captions.push_back(models[i].name + "\nactmax " + Fixed(value, "%.3g"));
+        }
         for (size_t i = 0; i < models.size(); ++i) {
           const json& unit = units[static_cast<size_t>(u)]["per_model"][i];
           tiles.push_back(unit["tile"].is_string() ? ReadImage(out.File(unit["tile"].get<std::string>()))
@@ -381,9 +408,11 @@ void RunCompare(CompareCommandOptions options, const GlobalOptions& global) {
         char name[48];
         std::snprintf(name, sizeof(name), "/strips/unit_%04lld.png", static_cast<long long>(u));
         const std::string strip = folder + name;
-        WritePng(out.File(strip), AddHeading(MakeGrid(at::stack(tiles), captions, static_cast<int64_t>(tiles.size())),
-                                             display + " unit " + std::to_string(u) +
-                                                 " across models: its top image (mask outlined), best label and IoU"));
+        WritePng(out.File(strip), AddHeading(MakeGrid(at::stack(tiles), captions, static_cast<int64_t>(models.size())),
+                                             display + " unit " + std::to_string(u) + " across models: " +
+                                                 (actmax.empty() ? std::string() : "activation maximization (" +
+                                                  std::to_string(options.actmax_steps) + " steps), then ") +
+                                                 "its top image (mask outlined), best label and IoU"));
         units[static_cast<size_t>(u)]["strip"] = strip;
       }
       evolution = {{"changed_units", changed.size()}, {"strip_units", chosen}, {"units", units}};
@@ -481,6 +510,9 @@ std::function<void()> AddCompareCommand(CLI::App& app, const GlobalOptions& glob
                       "[0, 1]), e.g. 0,0.25,0.5,1: unique detectors against alpha (Bau et al.)");
   command->add_option("-u,--units", options->units_text, "Units with a strip across models (default: those whose concept changed)");
   command->add_option("--strip-units", options->strip_units, "Without --units: strips for at most this many changed units per layer")
+      ->capture_default_str();
+  command->add_option("--actmax-steps", options->actmax_steps,
+                      "Activation maximization steps for the strips' units in every model (0 = top images only)")
       ->capture_default_str();
   command->add_option("--split", options->dataset_options.split, "train, val or all")
       ->check(CLI::IsMember({"train", "val", "all"}))

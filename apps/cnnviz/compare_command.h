@@ -30,6 +30,7 @@ struct CompareCommandOptions {
   std::string units_text;             // --units: units with a strip (default: the changed ones)
   bool units_given = false;
   int64_t strip_units = 8;            // --strip-units: at most this many automatic strips per layer
+  int64_t actmax_steps = 64;          // --actmax-steps: activation maximization in the strips (0 = none)
   bool restart = false;               // --restart: ignore finished models in stages/
   std::string out = "out/compare";    // --out
 };

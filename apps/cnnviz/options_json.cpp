@@ -159,7 +159,7 @@ json ToJson(const AdversarialCommandOptions& options) {
 
 json ToJson(const CompareCommandOptions& options) {
   const auto& [models, names_text, order, input_size, method, dataset_options, dataset, categories_text, layers_text,
-               rotations_text, units_text, units_given, strip_units, restart, out] = options;
+               rotations_text, units_text, units_given, strip_units, actmax_steps, restart, out] = options;
   (void)categories_text;  // in "broden"
   return {{"models", models},
           {"names", names_text},
@@ -172,6 +172,7 @@ json ToJson(const CompareCommandOptions& options) {
           {"rotations", rotations_text},
           {"units", units_given ? json(units_text) : json(nullptr)},
           {"strip_units", strip_units},
+          {"actmax_steps", actmax_steps},
           {"restart", restart},
           {"out", out}};
 }

@@ -24,7 +24,7 @@ export OMP_NUM_THREADS=1
   --max-images 12 --dissection "$work/dissect" --inspect conv5 --inversion-steps 10 --out "$work/adversarial"
 "$cnnviz" compare -q --device cpu --models "$here/../../models/checkpoints/ckpt_00000.pt" \
   "$here/../../models/checkpoints/ckpt_01000.pt" --dataset "$fixtures/concepts" --layers conv4,conv5 \
-  --rotations 0,1 --out "$work/compare"
+  --rotations 0,1 --actmax-steps 8 --strip-units 2 --out "$work/compare"
 "$python" "$here/make_fake_atlas.py" "$work/fake" >/dev/null
 "$python" "$here/make_fake_compare.py" "$work/fake_compare" >/dev/null
 "$python" "$here/make_fake_adversarial.py" "$work/fake_adversarial" >/dev/null
