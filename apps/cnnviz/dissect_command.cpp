@@ -258,6 +258,9 @@ void RunDissect(DissectCommandOptions options, const GlobalOptions& global) {
   options.dataset_options.categories = categories;
   m.decode_threads = DecodeThreads(m.decode_threads, model->device());
   report["options"] = ToJson(options);
+  report["precision"] = {{"forward", ToString(m.precision)},
+                         {"cpu_bf16", CpuBf16Flag()},
+                         {"exact", "thresholds, tallies and IoUs in float32 or wider, from float32 maps"}};
   report["method"] = {
       {"threshold", m.thresholds.empty()
                         ? "exact: the activation of rank ceil(quantile * values) from the top, per unit"
@@ -323,6 +326,11 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
   command->add_flag("--union-maps", m.union_maps,
                     "Union the label maps of one category, so a label in two maps at one pixel counts once "
                     "(NetDissect-Lite counts it twice)");
+  command->add_option_function<std::string>(
+               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
+               "The network's forward pass: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- AVX512-BF16 or "
+               "AMX -- and CUDA) or fp16 (CUDA); thresholds and tallies stay float32")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   command->add_option("--batch", m.batch, "Images per forward pass")->capture_default_str();
   command->add_option("--max-images", options->dataset_options.max_images, "Use at most this many images (0 = all)")
       ->capture_default_str();

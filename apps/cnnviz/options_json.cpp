@@ -63,7 +63,7 @@ json ToJson(const DeconvOptions& options) {
 
 json ToJson(const DissectionOptions& options) {
   const auto& [layers, quantile, iou_threshold, batch, top_images, cache_mb, decode_threads, activated_area,
-               union_maps, thresholds, bases] = options;
+               union_maps, thresholds, bases, precision] = options;
   json given = json::array();  // per layer, the number of units whose thresholds were given
   for (const at::Tensor& layer_thresholds : thresholds) given.push_back(layer_thresholds.numel());
   json changed = json::array();  // per layer, whether its basis was changed (compare --rotations)
@@ -78,7 +78,8 @@ json ToJson(const DissectionOptions& options) {
           {"activated_area", activated_area == ActivatedArea::kCovered ? "covered" : "present"},
           {"union_maps", union_maps},
           {"thresholds_given", given},
-          {"bases_changed", changed}};
+          {"bases_changed", changed},
+          {"precision", ToString(precision)}};
 }
 
 json ToJson(const BrodenOptions& options) {

@@ -346,6 +346,7 @@ struct DissectionSetup {
   std::vector<ViewSpec> views;     // per probe: its distinct layers
   std::vector<size_t> entry_probe, entry_tap, entry_job;
   std::vector<at::Tensor> bases;   // per entry: B^T [K, K] float, or undefined
+  Precision precision = Precision::kFp32;
   size_t total = 0, categories = 0;
   int64_t label_count = 0;
   std::vector<int64_t> primary;  // per label its primary category, -1 for none
@@ -428,6 +429,8 @@ DissectionSetup MakeSetup(const std::vector<DissectionJob>& jobs, const Segmenta
   setup.primary.assign(static_cast<size_t>(setup.label_count), -1);
   for (int64_t c = 0; c < setup.label_count; ++c) setup.primary[static_cast<size_t>(c)] = source.labels()[c].category;
   setup.given = !options.thresholds.empty();
+  setup.precision = options.precision;
+  CheckPrecision(options.precision, lead.model().device());
   return setup;
 }
 
@@ -437,7 +440,9 @@ std::vector<at::Tensor> EntryMaps(const DissectionSetup& setup, const at::Tensor
   std::vector<ProbeOutput> outputs;
   for (size_t p = 0; p < setup.probes.size(); ++p) {
     const Model& model = setup.probes[p]->model();
-    outputs.push_back(setup.probes[p]->Run(setup.views[p], model.Preprocess(images)));
+    const at::Tensor input = model.Preprocess(images);
+    const AutocastGuard autocast(setup.precision, model.device());
+    outputs.push_back(setup.probes[p]->Run(setup.views[p], input));
   }
   std::vector<at::Tensor> maps;
   for (size_t l = 0; l < setup.names.size(); ++l) {

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/data/segmentation_source.h"
 #include "cnnviz/methods/dataset_scan.h"
 #include "cnnviz/model/probe.h"
@@ -73,6 +74,9 @@ struct DissectionOptions {
   // interpretability is axis-aligned. Undefined entries (or an empty vector) change nothing. A layer may
   // be listed more than once, with different bases: the network still runs once per batch.
   std::vector<at::Tensor> bases;
+  // The network's forward pass at this precision (autocast; core/precision.h); the maps are float32
+  // from there on, so thresholds, tallies and IoUs are computed as in fp32. Default fp32 (exact).
+  Precision precision = Precision::kFp32;
   // Throws UsageError for bad values.
   void Check() const;
 };
