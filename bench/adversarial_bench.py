@@ -41,6 +41,7 @@ import sys
 import tempfile
 
 from bench_common import ENV, ROOT, ensure_resnet18
+from dissect_bench import ensure_concepts
 
 PROG = "adversarial_bench.py"
 IMAGES = 16
@@ -78,15 +79,6 @@ def check_cnnviz(binary):
                           stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         fail(f"{binary} has no working 'adversarial' command: {last_line(proc.stdout)}")
-
-
-def ensure_concepts(build, count):
-    dataset = os.path.join(build, "bench-data", f"concepts{count}")
-    if not os.path.exists(os.path.join(dataset, "index.csv")):
-        os.makedirs(os.path.dirname(dataset), exist_ok=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "models", "make_concepts.py"), "--out", dataset,
-                        "--count", str(count), "--seed", "0"], check=True, env=ENV, stdout=subprocess.DEVNULL)
-    return dataset
 
 
 def shown(path):
