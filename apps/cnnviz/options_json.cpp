@@ -55,10 +55,11 @@ json ToJson(const ActMaxOptions& options) {
 }
 
 json ToJson(const DeconvOptions& options) {
-  const auto& [layers, units, top, rule, seed_from, position, batch, max_images, decode_threads] = options;
+  const auto& [layers, units, top, rule, seed_from, position, batch, max_images, decode_threads, scan_precision] = options;
   return {{"layers", layers},         {"units", units}, {"top", top},
           {"rule", ToString(rule)},   {"seed_from", seed_from}, {"position", position},
-          {"batch", batch},           {"max_images", max_images}, {"decode_threads", decode_threads}};
+          {"batch", batch},           {"max_images", max_images}, {"decode_threads", decode_threads},
+          {"scan_precision", ToString(scan_precision)}};
 }
 
 json ToJson(const DissectionOptions& options) {

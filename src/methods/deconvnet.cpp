@@ -75,6 +75,7 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
     tops.emplace_back(units, layer.shape.size() == 4 ? layer.shape[3] : 1);
   }
   if (source.size() == 0) throw InputError("the dataset holds no images");
+  CheckPrecision(options.scan_precision, model.device());
   ViewSpec view{names, false};
   view.inference = true;
   view.channels_last = true;  // LayerTopK::UpdateFromTap reads the maps positions-major
@@ -90,9 +91,16 @@ std::vector<UnitTop> DeconvNet::Scan(const ImageSource& source, const DeconvOpti
     for (const auto& failure : batch.failures) out.skipped.push_back(failure);
     done += batch.indices.size() + batch.failures.size();
     if (batch.indices.empty()) continue;
-    const ProbeOutput result = probe_.Run(view, model.Preprocess(batch.images));
+    const at::Tensor input = model.Preprocess(batch.images);
+    ProbeOutput result;
+    {
+      const AutocastGuard autocast(options.scan_precision, model.device());
+      result = probe_.Run(view, input);
+    }
     const at::Tensor indices = at::tensor(std::vector<int64_t>(batch.indices.begin(), batch.indices.end()), at::kLong);
-    for (size_t l = 0; l < tops.size(); ++l) tops[l].UpdateFromTap(AsMaps(result.taps[l]), indices, options.top);
+    for (size_t l = 0; l < tops.size(); ++l) {
+      tops[l].UpdateFromTap(AsMaps(result.taps[l].to(at::kFloat)), indices, options.top);
+    }
     out.images += batch.indices.size();
     if (progress) progress(done, total);
   }

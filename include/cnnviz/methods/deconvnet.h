@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/data/image_source.h"
 #include "cnnviz/model/probe.h"
 
@@ -50,6 +51,9 @@ struct DeconvOptions {
   size_t max_images = 0;
   // Threads decoding images ahead of the scan (one batch each); 0 = 1 on a CPU, up to 8 on a GPU.
   int64_t decode_threads = 0;
+  // The scan's forward pass at this precision (autocast; core/precision.h); the maps are float32 from
+  // there on, and projections always run in float32. Default fp32 (exact).
+  Precision scan_precision = Precision::kFp32;
   // Throws UsageError for bad values.
   void Check() const;
 };
