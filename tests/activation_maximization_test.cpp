@@ -4,6 +4,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
+#include "cnnviz/core/error.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -292,6 +296,71 @@ TEST(ActivationMaximizationTest, RedirectedRuleFollowsLucid) {
   EXPECT_TRUE(at::allclose(ours[0], truth[0]));  // some gradient passes: the true one
   EXPECT_EQ(truth[1].abs().sum().item<float>(), 0.0f);
   EXPECT_GT(ours[1].abs().sum().item<float>(), 0.0f);  // silent: redirected
+}
+
+// Reduced precision (bf16 network, float32 image, Adam and objective): the optimization ends as close to
+// fp32's as fp32 itself with another seed, with the Probe's rewrites (own channels, the first layer's
+// loop, fused ReLU + pooling) still taken. Measured, conv3 units 0-15, 64 steps at 64 px: bf16/fp32 mean
+// final objective 1.00, median per-unit difference 1.8% (another seed: 1.8%), image correlation with
+// fp32's 0.42 (another seed: 0.18).
+TEST(ActivationMaximizationTest, Bf16EndsAsCloseToFp32AsAnotherSeed) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 64));
+  ActMaxOptions options = Quick("conv3", {}, 64, 64);
+  for (int64_t unit = 0; unit < 16; ++unit) options.units.push_back(unit);
+  options.precision = Precision::kFp16;
+  EXPECT_THROW(ActivationMaximization(probe).Run(options), UsageError);
+  if (CpuBf16Flag().empty()) GTEST_SKIP() << "this CPU has no native bfloat16";
+  options.precision = Precision::kFp32;
+  const ActMaxResult exact = ActivationMaximization(probe).Run(options);
+  options.seed = 1;
+  const ActMaxResult other_seed = ActivationMaximization(probe).Run(options);
+  options.seed = 0;
+  options.precision = Precision::kBf16;
+  const ActMaxResult reduced = ActivationMaximization(probe).Run(options);
+  EXPECT_TRUE(reduced.selected_channels);
+  EXPECT_FALSE(reduced.images.equal(exact.images)) << "bf16 changed nothing: did it run?";
+
+  auto mean_final = [](const ActMaxResult& result) {
+    double sum = 0;
+    for (const UnitImage& unit : result.units) sum += unit.final_value;
+    return sum / static_cast<double>(result.units.size());
+  };
+  auto median_difference = [&](const ActMaxResult& result) {
+    std::vector<double> differences;
+    for (size_t i = 0; i < result.units.size(); ++i) {
+      differences.push_back(std::abs(result.units[i].final_value - exact.units[i].final_value) /
+                            std::abs(exact.units[i].final_value));
+    }
+    std::sort(differences.begin(), differences.end());
+    return differences[differences.size() / 2];
+  };
+  auto mean_correlation = [&](const ActMaxResult& result) {
+    double sum = 0;
+    for (int64_t i = 0; i < exact.images.size(0); ++i) {
+      const at::Tensor a = exact.images[i].flatten() - exact.images[i].mean();
+      const at::Tensor b = result.images[i].flatten() - result.images[i].mean();
+      sum += (a * b).sum().item<double>() / (a.norm() * b.norm()).item<double>();
+    }
+    return sum / static_cast<double>(exact.images.size(0));
+  };
+  for (size_t i = 0; i < reduced.units.size(); ++i) {
+    // Two units (conv3:1, conv3:8) end near their start in fp32 too; every unit fp32 raises bf16 raises.
+    if (exact.units[i].final_value > 1.1 * exact.units[i].initial_value + 0.01) {
+      EXPECT_GT(reduced.units[i].final_value, reduced.units[i].initial_value) << reduced.units[i].label;
+    }
+    EXPECT_EQ(reduced.units[i].initial_value, exact.units[i].initial_value) << "initial values are fp32's";
+  }
+  EXPECT_NEAR(mean_final(reduced) / mean_final(exact), 1.0, 0.05);
+  EXPECT_LT(median_difference(reduced), 0.05);
+  EXPECT_GT(mean_correlation(reduced), mean_correlation(other_seed));
+
+  // A torchvision architecture (batch norm, residual additions) optimizes in bf16 too.
+  Probe resnet(test::LoadFixtureModel("resnet18_script.pt", 64));
+  ActMaxOptions deep = Quick("layer2", {0, 1, 2, 3}, 16, 64);
+  deep.precision = Precision::kBf16;
+  for (const UnitImage& unit : ActivationMaximization(resnet).Run(deep).units) {
+    EXPECT_GT(unit.final_value, unit.initial_value) << unit.label;
+  }
 }
 
 }  // namespace

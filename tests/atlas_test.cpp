@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "cnnviz/core/error.h"
 #include "cnnviz/io/broden.h"
 #include "cnnviz/io/image_sources.h"
 #include "cnnviz/methods/dataset_scan.h"
@@ -178,6 +179,33 @@ TEST(DatasetScanTest, ConsumersAgreeAcrossPassesAndBatches) {
   EXPECT_GE(places.min().item<float>(), 0.0f);
   EXPECT_LT(places.max().item<float>(), 1.0f);
   EXPECT_EQ(scanned.samples.SampleImages()[149], 49);
+}
+
+// The shared pass in bf16: consumers get float32 maps close to fp32's (per-image peaks within 3% of a
+// unit's largest) and the same sampled positions with close vectors.
+TEST(DatasetScanTest, Bf16PassFeedsTheConsumersAsFp32) {
+  Probe probe(test::LoadFixtureModel("tinycnn_script.pt", 96));
+  auto broden = OpenBroden(test::Fixture("concepts"));
+  ScanOptions scan;
+  scan.layers = {"conv2", "conv5"};
+  scan.precision = Precision::kFp16;
+  Consumers refused;
+  EXPECT_THROW(ScanImages(probe, *broden, scan, refused.all()), UsageError);
+  if (CpuBf16Flag().empty()) GTEST_SKIP() << "this CPU has no native bfloat16";
+  Consumers exact, reduced;
+  scan.precision = Precision::kFp32;
+  ScanImages(probe, *broden, scan, exact.all());
+  scan.precision = Precision::kBf16;
+  ScanImages(probe, *broden, scan, reduced.all());
+  EXPECT_EQ(reduced.samples.SampleImages(), exact.samples.SampleImages());
+  for (size_t l = 0; l < scan.layers.size(); ++l) {
+    const at::Tensor a = exact.peaks.Peaks(l), b = reduced.peaks.Peaks(l);
+    ASSERT_EQ(b.scalar_type(), at::kFloat);
+    const at::Tensor scale = std::get<0>(a.max(0, true)).clamp_min(1e-6);
+    EXPECT_LT(((a - b).abs() / scale).max().item<double>(), 0.03) << scan.layers[l];
+    EXPECT_FALSE(a.equal(b)) << "bf16 changed nothing: did it run?";
+    EXPECT_TRUE(at::allclose(reduced.samples.Vectors(l), exact.samples.Vectors(l), 0.05, 0.05)) << scan.layers[l];
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
+#include "cnnviz/core/precision.h"
 #include "cnnviz/io/grid.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/image_folder.h"
@@ -178,6 +179,10 @@ void RunActMax(ActMaxCommandOptions options, const GlobalOptions& global) {
   report["resized_to_model_input"] = result.resized_to_model;
   report["units_not_raised"] = flat;
   report["selected_channels"] = result.selected_channels;
+  report["precision"] = {{"network", ToString(options.method.precision)},
+                         {"cpu_bf16", CpuBf16Flag()},
+                         {"exact", "image parameters, Adam state, transforms and objectives in float32; initial and "
+                                   "final values evaluated with the float32 network"}};
   report["curve_steps"] = result.curve_steps;
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // units_per_minute counts everything the method does (setup, every step, final evaluation).
@@ -250,6 +255,12 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
                       "For this many first steps ReLUs pass Lucid's redirected gradient, so that a unit silent on "
                       "the starting image still gets one (0 = off)")
       ->capture_default_str();
+  command->add_option_function<std::string>(
+               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
+               "The network during optimization steps: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- "
+               "AVX512-BF16 or AMX -- and CUDA) or fp16 (CUDA); the image, Adam's state and the objective stay "
+               "float32, and the reported values are evaluated in float32")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each image as float32 .npy [3,H,W]");
   command->add_option("--reference-dataset", options->reference_dataset,

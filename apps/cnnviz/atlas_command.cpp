@@ -350,6 +350,7 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
       m.batch = options.batch;
       m.top_images = options.top;
       m.decode_threads = options.decode_threads;
+      m.precision = options.precision;
       int current = 1;
       dissection = NetworkDissection(probe).Run(
           *segmentation, m,
@@ -369,6 +370,7 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
       m.layers = layers;
       m.batch = options.batch;
       m.decode_threads = options.decode_threads;
+      m.precision = options.precision;
       const ScanSummary summary = ScanImages(probe, source, m, consumers, [&](size_t done, size_t total) {
         reporter.Update(static_cast<int64_t>(done), static_cast<int64_t>(total));
       });
@@ -535,6 +537,7 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
     m.batch = options.batch;
     m.render.steps = options.steps;
     m.seed = global.seed;
+    m.precision = options.precision;
     if (global.threads == 0 && model->device().is_cpu()) m.workers = UsableCores();
     return m;
   };
@@ -719,6 +722,7 @@ void RunAtlas(AtlasCommandOptions options, const GlobalOptions& global) {
         m.layers = layers;
         m.steps = options.inversion_steps;
         m.seed = global.seed;
+        m.precision = options.precision;
         ProgressReporter reporter("atlas invert image " + std::to_string(s + 1) + "/" + std::to_string(count), "steps");
         const InversionResult result = NetworkInversion(probe).Run(
             image, m, [&](int64_t group, int64_t groups, int64_t step, int64_t steps) {
@@ -932,6 +936,12 @@ std::function<void()> AddAtlasCommand(CLI::App& app, const GlobalOptions& global
   command->add_option("--batch", options->batch, "Images per forward pass and per optimization batch")
       ->capture_default_str();
   command->add_option("--workers", options->decode_threads, "Image-decoding threads (0 = auto)")->capture_default_str();
+  command->add_option_function<std::string>(
+               "--precision", [options](const std::string& text) { options->precision = ParsePrecision(text); },
+               "The network in the dataset pass, activation maximization and inversions: fp32 (exact, default), "
+               "bf16 (CPUs with native bfloat16 -- AVX512-BF16 or AMX -- and CUDA) or fp16 (CUDA); thresholds, "
+               "tallies, images and optimizer state stay float32, DeconvNet projections run in float32")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   command->add_flag("--restart", options->restart, "Run every stage again, even those an earlier run finished");
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->footer(

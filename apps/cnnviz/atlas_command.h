@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/common.h"
 
 namespace cnnviz::app {
@@ -28,6 +29,7 @@ struct AtlasCommandOptions {
   std::string classes = "all";    // --classes: all | none | k,k,... (class-model images, classifiers only)
   int64_t batch = 16;             // --batch: images per forward pass (scan), per optimization batch
   int64_t decode_threads = 0;     // --workers: decoding threads (0 = auto)
+  Precision precision = Precision::kFp32;  // --precision: the network in the scan, actmax and inversions
   bool restart = false;           // --restart: ignore finished stages
   std::string out = "out/atlas";  // --out
 };

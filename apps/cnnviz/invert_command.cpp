@@ -13,6 +13,7 @@
 
 #include "cnnviz/core/error.h"
 #include "cnnviz/core/logging.h"
+#include "cnnviz/core/precision.h"
 #include "cnnviz/io/grid.h"
 #include "cnnviz/io/image.h"
 #include "cnnviz/io/image_sources.h"
@@ -201,6 +202,10 @@ void RunInvert(InvertCommandOptions options, const GlobalOptions& global) {
       {"objective", "||phi(x)-phi0||^2/||phi0||^2 + prior_scale * (lambda_alpha/2 sum|x|^alpha + lambda_tv/2 TV_beta(x)) / sigma^2, "
                     "x in 0-255 units minus the model's mean colour, sigma = pixel_norm * sqrt(H*W)"}};
   if (decoder) report["decoder"] = DecoderJson(decoder->info(), options.decoder);
+  report["precision"] = {{"network", ToString(m.precision)},
+                         {"cpu_bf16", CpuBf16Flag()},
+                         {"exact", "image variable, optimizer state, targets and the reported feature errors in "
+                                   "float32 (the final evaluation runs the float32 network)"}};
   report["reconstructions"] = records;
   report["timings"] = {{"optimize_seconds", result.seconds},
                        {"total_seconds", std::chrono::duration<double>(Clock::now() - started).count()}};
@@ -246,6 +251,12 @@ std::function<void()> AddInvertCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--target-error", m.target_error, "Stop once ||phi(x)-phi0||/||phi0|| is at most this (0 = never)")
       ->capture_default_str();
   command->add_flag("!--no-truncation", m.truncate, "Run the whole network every step (benchmarks)");
+  command->add_option_function<std::string>(
+               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
+               "The network in the iterations: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- "
+               "AVX512-BF16 or AMX -- and CUDA) or fp16 (CUDA); the image, the optimizer, the targets and the "
+               "reported errors stay float32")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each reconstruction as float32 .npy [3,H,W]");
   command->footer(

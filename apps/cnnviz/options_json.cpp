@@ -31,7 +31,8 @@ json ToJson(const RenderOptions& options) {
 
 json ToJson(const ActMaxOptions& options) {
   const auto& [layer, units, objective, direction_file, expression, objectives, diversity, diversity_weight, batch,
-               param, transforms, render, part, workers, truncate, select_channels, relu_redirect_steps, seed] = options;
+               param, transforms, render, part, workers, truncate, select_channels, relu_redirect_steps, seed,
+               precision] = options;
   json texts = json::array();
   for (const Objective& given : objectives) texts.push_back(given.ToString());
   return {{"layer", layer},
@@ -51,7 +52,8 @@ json ToJson(const ActMaxOptions& options) {
           {"truncate", truncate},
           {"select_channels", select_channels},
           {"relu_redirect_steps", relu_redirect_steps},
-          {"seed", seed}};
+          {"seed", seed},
+          {"precision", ToString(precision)}};
 }
 
 json ToJson(const DeconvOptions& options) {
@@ -91,7 +93,7 @@ json ToJson(const BrodenOptions& options) {
 json ToJson(const InversionOptions& options) {
   const auto& [layers, paper_mode, prior_scale, levels, steps, learning_rate, auto_learning_rate,
                finite_difference_curvature, momentum, alpha, lambda_alpha, beta, lambda_tv, pixel_norm, batch,
-               target_error, record_every, truncate, seed] = options;
+               target_error, record_every, truncate, seed, precision] = options;
   return {{"layers", layers},
           {"paper_mode", paper_mode},
           {"prior_scale", prior_scale},
@@ -110,7 +112,8 @@ json ToJson(const InversionOptions& options) {
           {"target_error", target_error},
           {"record_every", record_every},
           {"truncate", truncate},
-          {"seed", seed}};
+          {"seed", seed},
+          {"precision", ToString(precision)}};
 }
 
 json ToJson(const ActMaxCommandOptions& options) {
@@ -190,7 +193,7 @@ json ToJson(const DeconvCommandOptions& options) {
 
 json ToJson(const AtlasCommandOptions& options) {
   const auto& [model, dataset, layers_text, images, steps, top, samples, grid, min_count, diversity, max_units,
-               inversions, inversion_steps, classes, batch, decode_threads, restart, out] = options;
+               inversions, inversion_steps, classes, batch, decode_threads, precision, restart, out] = options;
   return {{"model", ToJson(model)},
           {"dataset", dataset},
           {"layers", layers_text},
@@ -207,6 +210,7 @@ json ToJson(const AtlasCommandOptions& options) {
           {"classes", classes},
           {"batch", batch},
           {"decode_threads", decode_threads},
+          {"precision", ToString(precision)},
           {"restart", restart},
           {"out", out}};
 }

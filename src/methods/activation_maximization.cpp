@@ -292,8 +292,18 @@ void RenderBatches(const Probe& probe, const ActMaxOptions& options, const ActMa
       ViewSpec redirected = view;
       redirected.rule = BackwardRule::kRedirected;
       const bool selected = select && !redirect;
-      ProbeOutput out = selected ? probe.Run(selecting, model.GradientLayout(model.Preprocess(x)), selection)
-                                 : probe.Run(redirect ? redirected : view, model.GradientLayout(model.Preprocess(x)));
+      // Reduced precision for the optimization steps' network alone; evaluations (no gradient) in float32.
+      const bool reduced = options.precision != Precision::kFp32 && at::GradMode::is_enabled();
+      const at::Tensor input = model.GradientLayout(model.Preprocess(x));
+      ProbeOutput out;
+      {
+        const AutocastGuard autocast(reduced ? options.precision : Precision::kFp32, model.device());
+        out = selected ? probe.Run(selecting, input, selection) : probe.Run(redirect ? redirected : view, input);
+      }
+      if (reduced) {
+        for (at::Tensor& tap : out.taps) tap = tap.to(at::kFloat);
+        if (out.output.defined()) out.output = out.output.to(at::kFloat);
+      }
       at::Tensor values =
           EvaluateObjectives(selected || !select ? objectives : whole_layer, image, layers, out.taps, out.output);
       if (diversity_layer.empty()) return values;
@@ -397,6 +407,7 @@ void RenderBatches(const Probe& probe, const ActMaxOptions& options, const ActMa
 
 ActMaxResult ActivationMaximization::Run(const ActMaxOptions& options, const Progress& progress) const {
   options.Check();
+  CheckPrecision(options.precision, probe_.model().device());
   const auto start = std::chrono::steady_clock::now();
   ActMaxResult result;
   const ActMaxPlan plan = PlanRun(probe_, options, result);

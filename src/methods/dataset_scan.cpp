@@ -165,6 +165,7 @@ ScanSummary ScanImages(const Probe& probe, const ImageSource& source, const Scan
   options.Check();
   const auto start = std::chrono::steady_clock::now();
   const Model& model = probe.model();
+  CheckPrecision(options.precision, model.device());
   const InputSpec& spec = model.input_spec();
   const std::vector<ScanLayer> layers = ScanLayers(probe, options.layers);
   std::vector<std::string> names;
@@ -184,9 +185,13 @@ ScanSummary ScanImages(const Probe& probe, const ImageSource& source, const Scan
     for (const auto& failure : batch.failures) summary.skipped.push_back(failure);
     done += batch.indices.size() + batch.failures.size();
     if (!batch.indices.empty()) {
-      const ProbeOutput out = probe.Run(view, model.Preprocess(batch.images));
+      ProbeOutput out;
+      {
+        const AutocastGuard autocast(options.precision, model.device());
+        out = probe.Run(view, model.Preprocess(batch.images));
+      }
       std::vector<at::Tensor> maps;
-      for (const at::Tensor& tap : out.taps) maps.push_back(detail::PositionsMajor(tap));
+      for (const at::Tensor& tap : out.taps) maps.push_back(detail::PositionsMajor(tap.to(at::kFloat)));
       const ScanBatch scan =
           detail::MakeScanBatch(maps, std::vector<int64_t>(batch.indices.begin(), batch.indices.end()));
       for (ScanConsumer* consumer : consumers) consumer->Consume(scan);

@@ -185,7 +185,23 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
   options.Check();
   const auto started = Clock::now();
   const Model& model = probe_.model();
+  CheckPrecision(options.precision, model.device());
   const InputSpec& spec = model.input_spec();
+  // The network's pass: at options.precision for the iterations' gradient evaluations (`stepping`), in
+  // float32 for the targets, the curvature estimate and the final evaluation; taps come back float32.
+  bool stepping = true;
+  auto run_view = [&](const ViewSpec& view, const at::Tensor& input) {
+    const bool reduced = options.precision != Precision::kFp32 && stepping && at::GradMode::is_enabled();
+    ProbeOutput out;
+    {
+      const AutocastGuard autocast(reduced ? options.precision : Precision::kFp32, model.device());
+      out = probe_.Run(view, input);
+    }
+    if (reduced) {
+      for (at::Tensor& tap : out.taps) tap = tap.to(at::kFloat);
+    }
+    return out;
+  };
   if (image.dim() != 3 || image.size(0) != 3) {
     std::string shape;
     for (int64_t i = 0; i < image.dim(); ++i) shape += (i ? "x" : "") + std::to_string(image.size(i));
@@ -276,7 +292,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
         const double lambda = elements[begin + i].lambda_tv;
         const double norm2 = target_norm2[i].item<double>();
         auto energy_of = [&](const at::Tensor& x, double* data) {
-          const at::Tensor features = probe_.Run(one, model.GradientLayout(model.Preprocess(to_image(x)))).taps[0];
+          const at::Tensor features = run_view(one, model.GradientLayout(model.Preprocess(to_image(x)))).taps[0];
           const at::Tensor distance = (features[0] - targets[i]).pow(2).sum() / norm2;
           if (data) *data = distance.item<double>();
           const at::Tensor regularizers =
@@ -393,7 +409,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
     // E per element, its data term, for the current u.
     // Φ(x) per element: the features of its own layer.
     auto features_of = [&](const at::Tensor& x) {
-      const ProbeOutput out = probe_.Run(view, model.GradientLayout(model.Preprocess(to_image(x))));
+      const ProbeOutput out = run_view(view, model.GradientLayout(model.Preprocess(to_image(x))));
       std::vector<at::Tensor> features;
       for (int64_t i = 0; i < n; ++i) features.push_back(out.taps[tap_of[i]][i]);
       return features;
@@ -416,6 +432,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
     at::Tensor rates = at::full({n, 1, 1, 1}, options.learning_rate, float_options);
     std::vector<double> curvatures(n, 0.0);
     std::string curvature_method;
+    stepping = false;  // the curvature estimate: float32
     if (options.auto_learning_rate) {
       at::Tensor x = u.detach().requires_grad_(true);
       at::Tensor gradient;  // ∇(σ²E) at x, differentiable again
@@ -481,6 +498,7 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
       }
     }
     const at::Tensor host_rates = rates.flatten().to(at::kCPU, at::kDouble);
+    stepping = true;
 
     std::vector<int64_t> iterations(n, options.steps);
     std::vector<bool> done(n, false);

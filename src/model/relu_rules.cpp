@@ -1,3 +1,5 @@
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 #include "src/model/relu_rules.h"
 
 #include <ATen/Parallel.h>
@@ -236,6 +238,10 @@ class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFu
     ctx->saved_data["padding"] = padding.vec();
     ctx->saved_data["size"] = input.sizes().vec();
     ctx->save_for_backward({weight});
+    // In float32 also under autocast (reduced precision, core/precision.h): this layer is cheap, and its
+    // input gradient's loop below (faster than oneDNN's in bfloat16 too) reads float32.
+    const c10::impl::ExcludeDispatchKeyGuard no_autocast(
+        c10::DispatchKeySet({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA}));
     // Not a view: autograd forbids in-place ops (relu_) on views made inside a custom function.
     const at::Tensor output = PlainConv2d(input, weight, bias, stride, padding, {1, 1}, 1);
     return output.is_view() ? output.clone() : output;
@@ -246,7 +252,8 @@ class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFu
     const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
     const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
     const std::vector<int64_t> size = ctx->saved_data["size"].toIntVector();
-    const at::Tensor& grad = grad_outputs[0];
+    // float32 (the forward's output was), unless a later op's gradient arrives otherwise.
+    const at::Tensor grad = grad_outputs[0].to(weight.scalar_type());
     at::Tensor grad_input;
     if (at::GradMode::is_enabled()) {
       grad_input = at::conv_transpose2d(grad, weight, {}, stride, padding,

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/model/probe.h"
 #include "cnnviz/optvis/objective.h"
 #include "cnnviz/optvis/param.h"
@@ -83,6 +84,11 @@ struct ActMaxOptions {
   int64_t relu_redirect_steps = 16;
   // Seed for initialization and transforms. Default 0.
   uint64_t seed = 0;
+  // The network's forward pass during optimization steps, at this precision (autocast;
+  // core/precision.h); its backward follows. The image parameters, Adam's state, transforms, objectives
+  // and the diversity penalty stay float32 (the taps are cast back before the objective reads them), and
+  // the initial and final values are evaluated in float32, so they compare across precisions.
+  Precision precision = Precision::kFp32;
   // Throws UsageError for inconsistent options (checks against the model happen in Run).
   void Check() const;
 };

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/data/image_source.h"
 #include "cnnviz/methods/deconvnet.h"
 #include "cnnviz/model/probe.h"
@@ -103,6 +104,8 @@ struct ScanOptions {
   std::vector<std::string> layers;  // module paths or aliases, each with spatial maps [N, K, h, w]
   int64_t batch = 16;               // images per forward pass
   int64_t decode_threads = 0;       // 0 = auto (1 on a CPU, up to 8 on a GPU)
+  // The forward pass at this precision (autocast; core/precision.h); consumers get float32 maps.
+  Precision precision = Precision::kFp32;
   void Check() const;
 };
 

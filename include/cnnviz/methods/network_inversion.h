@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/model/probe.h"
 
 namespace cnnviz {
@@ -80,6 +81,12 @@ struct InversionOptions {
   // Cut the network after each group's deepest layer. Default true (false: benchmarks).
   bool truncate = true;
   uint64_t seed = 0;
+  // The network's pass in the iterations' gradient evaluations, at this precision (autocast;
+  // core/precision.h). The image variable, the optimizer's state, the energy and its priors stay float32,
+  // and so do the targets Φ0, the curvature estimate and the final evaluation (feature errors, PSNR), so
+  // results compare across precisions. bf16's relative error (~4e-3 per activation) bounds how low the
+  // feature error can be driven.
+  Precision precision = Precision::kFp32;
   // Throws UsageError for out-of-range values.
   void Check() const;
 };
