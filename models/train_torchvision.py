@@ -80,8 +80,9 @@ NO_AUX = ("googlenet", "inception_v3")
 def render_split(seed, stream, count, size):
     """(uint8 N x 3 x size x size images, int64 class indices) from stream [seed, stream].
 
-    train_bundled.render_split at its INPUT_SIZE; other sizes render the same
-    scenes' draws at `size` with the same labelling.
+    train_bundled.render_split at its INPUT_SIZE (96); other sizes render
+    make_concepts samples at `size` from the same stream with the same
+    labelling (render_sample's draws depend on the size, so the scenes differ).
     """
     if size == train_bundled.INPUT_SIZE:
         return train_bundled.render_split(seed, stream, count)
@@ -156,7 +157,7 @@ def train(model, images, labels, val_x, val_labels, args, mean, std, started):
         val_accuracy = train_bundled.accuracy(model, val_x, val_labels)
         log(f"epoch {epoch + 1}/{args.epochs}: train loss {total / len(labels):.4f}, "
             f"val accuracy {val_accuracy:.4f}, {train_seconds:.0f} s "
-            f"({train_seconds / max(1, -(-len(labels) // args.batch_size)):.2f} s/step), "
+            f"({train_seconds / train_bundled.steps_per_epoch(len(labels), args.batch_size):.2f} s/step), "
             f"total {time.time() - started:.0f} s")
     model.eval()
     return steps

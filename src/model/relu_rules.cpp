@@ -44,19 +44,25 @@ class ClampRuleFunction : public torch::autograd::Function<ClampRuleFunction> {
     const double low = ctx->saved_data["low"].toDouble();
     const double high = ctx->saved_data["high"].toDouble();
     const int64_t rule = ctx->saved_data["rule"].toInt();
-    at::Tensor pass = x > low;
-    if (!std::isinf(high)) pass = pass.logical_and(x < high);
+    auto pass = [&] { return std::isinf(high) ? x > low : (x > low).logical_and(x < high); };
     at::Tensor grad_input;
     switch (rule) {
       case kDeconvNetRule:
         grad_input = at::relu(grad);
         break;
       case kGuidedRule:
-        grad_input = at::relu(grad) * pass;
+        grad_input = at::relu(grad) * pass();
         break;
       case kRedirectedRule: {  // Lucid's redirected_relu_grad / redirected_relu6_grad
-        const at::Tensor true_grad = grad * pass;
+        const at::Tensor true_grad = std::isinf(high) ? at::threshold_backward(grad, x, low) : grad * pass();
         if (x.dim() < 2) {
+          grad_input = true_grad;
+          break;
+        }
+        // Where no batch element's gradient is all zero (most steps) the redirection changes nothing: on a
+        // CPU, where asking costs no device synchronization, skip its masks.
+        const at::Tensor silent_rows = true_grad.flatten(1).abs().amax(1) == 0;
+        if (x.is_cpu() && !silent_rows.any().item<bool>()) {
           grad_input = true_grad;
           break;
         }
@@ -65,12 +71,12 @@ class ClampRuleFunction : public torch::autograd::Function<ClampRuleFunction> {
         const at::Tensor redirected = grad.masked_fill(blocked, 0);
         std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
         shape[0] = x.size(0);
-        const at::Tensor silent = (true_grad.flatten(1).abs().amax(1) == 0).view(shape);
+        const at::Tensor silent = silent_rows.view(shape);
         grad_input = at::where(silent, redirected, true_grad);
         break;
       }
       default:
-        grad_input = grad * pass;
+        grad_input = std::isinf(high) ? at::threshold_backward(grad, x, low) : grad * pass();
         break;
     }
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor()};
