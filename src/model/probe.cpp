@@ -544,6 +544,24 @@ bool Probe::CanSelectChannels(const ViewSpec& spec) const {
   return impl_->GetView(*this, selecting)->selected;
 }
 
+namespace {
+
+// Sets the JIT graph executor's (thread-local) optimization flag while alive, and restores it.
+class ExecutorOptimizeGuard {
+ public:
+  explicit ExecutorOptimizeGuard(bool optimize) : previous_(jit::getGraphExecutorOptimize()) {
+    jit::setGraphExecutorOptimize(optimize);
+  }
+  ~ExecutorOptimizeGuard() { jit::setGraphExecutorOptimize(previous_); }
+  ExecutorOptimizeGuard(const ExecutorOptimizeGuard&) = delete;
+  ExecutorOptimizeGuard& operator=(const ExecutorOptimizeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+}  // namespace
+
 ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& given, const at::Tensor& select) const {
   auto view = impl_->GetView(*this, spec);
   if (spec.select_channels && !view->selected) {
@@ -566,16 +584,8 @@ ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& given, const at::
     // (autocast). resnet18 to layer3, batch 4 at 224 px, forward+backward, 1 thread: 480 -> 336 ms in
     // fp32, 401 -> 206 ms under bf16 autocast (bench/probe_bench --precisions fp32,bf16). CPUs have no
     // fuser to lose; GPUs keep the optimized plan (its fusions are unmeasured here).
-    const bool eager = input.device().is_cpu();
-    const bool optimize = jit::getGraphExecutorOptimize();  // thread-local
-    if (eager) jit::setGraphExecutorOptimize(false);
-    try {
-      result = (*view->function)(std::move(stack));
-    } catch (...) {
-      jit::setGraphExecutorOptimize(optimize);
-      throw;
-    }
-    jit::setGraphExecutorOptimize(optimize);
+    const ExecutorOptimizeGuard eager(!input.device().is_cpu() && jit::getGraphExecutorOptimize());
+    result = (*view->function)(std::move(stack));
   }
   const auto& elements = result.toTupleRef().elements();
   ProbeOutput out;
