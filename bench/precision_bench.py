@@ -3,7 +3,7 @@
 agreement of what each computes.
 
     /usr/bin/python3 bench/precision_bench.py [--build build] [--images 1000] [--steps 64] [--rounds 2]
-                                              [--threads 1] [--trained PATH] [--quick]
+                                              [--threads 1] [--trained PATH] [--quick] [--cases 1,2,3,4]
 
 The CPU's instruction set (model name; avx512f, avx512_bf16, amx_bf16 from /proc/cpuinfo) is printed
 first: bf16 only runs where the CPU has native bfloat16 (cnnviz refuses it elsewhere).
@@ -22,7 +22,7 @@ with OMP_WAIT_POLICY=PASSIVE and --threads intra-op threads on both sides:
      float32 network on both sides) set against fp32 with another seed.
   4. Agreement of dissection on trained models (one round, not timed): the bundled model (conv1-conv5)
      and a trained torchvision resnet18 (--trained, default BUILD/bench-data/resnet18_concepts.pt from
-     models/train_torchvision.py; skipped when missing), layer3 + layer4, on the same images.
+     models/train_torchvision.py; skipped when missing), layer2-layer4, on the same images.
 
 Agreement of two dissections: share of units with the same best label (units with no label in both
 count as agreeing), how many of the others are near-ties (the fp32 IoU of bf16's label within 0.005 of
@@ -127,7 +127,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trained", default=None)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cases", default="1,2,3,4", help="which cases to run (default all)")
     args = parser.parse_args()
+    cases = {int(c) for c in args.cases.split(",")}
     if args.quick:
         args.images, args.steps, args.rounds = 200, 16, 1
     build = os.path.abspath(args.build)
@@ -144,6 +146,18 @@ def main():
     concepts = ensure_concepts(build, max(args.images, 200))
     work = tempfile.mkdtemp(prefix="precision_bench_")
 
+    if 1 in cases:
+        network_share(args, probe_bench, resnet, env)
+    if 2 in cases:
+        dissection_case(args, binary, resnet, concepts, work, env)
+    if 3 in cases:
+        actmax_case(args, binary, resnet, work, env)
+    if 4 in cases:
+        trained_case(args, binary, build, concepts, work, env)
+    print(f"\noutputs kept in {work}")
+
+
+def network_share(args, probe_bench, resnet, env):
     print("\n1. the network's share (probe_bench), resnet18 at 224 px, median over rounds")
     repeats = "3" if args.quick else "5"
     for extra, layer, batch in ((["--inference"], "layer4", "16"), ([], "layer3", "4"), ([], "layer3", "16")):
@@ -154,6 +168,9 @@ def main():
         kind = "scan forward" if extra else "forward+backward"
         print(f"   {kind:<17} {layer} batch {batch:>2}: {lines[-1].split(None, 1)[1]}   (fp32 ms, bf16 ms, ratio)")
 
+
+
+def dissection_case(args, binary, resnet, concepts, work, env):
     print(f"\n2. dissection end to end: resnet18 layer4, {args.images} images at 224 px, batch 16")
     walls = {"fp32": [], "bf16": []}
     passes = {"fp32": [], "bf16": []}
@@ -173,6 +190,9 @@ def main():
     print("   agreement (random weights: labels are weak, near-ties common):")
     print("\n".join(agreement))
 
+
+
+def actmax_case(args, binary, resnet, work, env):
     print(f"\n3. activation maximization end to end: resnet18 layer3 units 0-15, batch 16, 224 px, {args.steps} steps")
     walls = {"fp32": [], "bf16": []}
     steps = {"fp32": [], "bf16": []}
@@ -187,7 +207,7 @@ def main():
             steps[precision].append(report["timings"]["ms_per_step"])
             print(f"   round {r + 1} {precision}: {wall:.1f} s ({steps[precision][-1]:.0f} ms per step)")
     out = os.path.join(work, "actmax_seed1")
-    run(base[:5] + ["--seed", "1"] + base[5:] + ["--precision", "fp32", "--out", out], env)
+    run(base[:1] + ["--seed", "1"] + base[1:] + ["--precision", "fp32", "--out", out], env)
     wf, wb = statistics.median(walls["fp32"]), statistics.median(walls["bf16"])
     sf, sb = statistics.median(steps["fp32"]), statistics.median(steps["bf16"])
     print(f"   median: end to end {wf:.1f} s / {wb:.1f} s = {ratio(wf, wb):.2f}x; per step {sf:.0f} / {sb:.0f} ms = "
@@ -200,6 +220,9 @@ def main():
         print(f"   final objectives ({label}) against fp32 seed 0: mean ratio {sum(other) / sum(exact):.3f}, "
               f"per unit |difference| median {100 * statistics.median(diffs):.1f}%, max {100 * diffs[-1]:.1f}%")
 
+
+
+def trained_case(args, binary, build, concepts, work, env):
     print(f"\n4. dissection agreement on trained models, {args.images} images (one round)")
     tiny = os.path.join(ROOT, "models", "tinycnn.pt")
     layers = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -210,13 +233,12 @@ def main():
     trained = args.trained or os.path.join(build, "bench-data", "resnet18_concepts.pt")
     if os.path.exists(trained):
         for precision in ("fp32", "bf16"):
-            dissect(binary, trained, concepts, ["layer3", "layer4"], args.images, precision,
+            dissect(binary, trained, concepts, ["layer2", "layer3", "layer4"], args.images, precision,
                     os.path.join(work, f"trained_{precision}"), env, True)
         print(f"   trained torchvision resnet18 ({os.path.basename(trained)}):")
         print("\n".join(dissection_agreement(os.path.join(work, "trained_fp32"), os.path.join(work, "trained_bf16"))))
     else:
         print(f"   trained resnet18: {trained} missing (make it with models/train_torchvision.py); skipped")
-    print(f"\noutputs kept in {work}")
 
 
 if __name__ == "__main__":

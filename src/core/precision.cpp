@@ -50,9 +50,17 @@ void CheckPrecision(Precision precision, const c10::Device& device) {
   }
 }
 
-AutocastGuard::AutocastGuard(Precision precision, const c10::Device& device) {
+namespace {
+thread_local bool float32_input_layer = false;
+}  // namespace
+
+bool Float32InputLayer() { return float32_input_layer; }
+
+AutocastGuard::AutocastGuard(Precision precision, const c10::Device& device, bool float32_input) {
   if (precision == Precision::kFp32) return;
   active_ = true;
+  was_float32_input_ = float32_input_layer;
+  float32_input_layer = float32_input;
   cuda_ = device.is_cuda();
   const at::ScalarType dtype = precision == Precision::kFp16 ? at::kHalf : at::kBFloat16;
   if (cuda_) {
@@ -70,6 +78,7 @@ AutocastGuard::AutocastGuard(Precision precision, const c10::Device& device) {
 
 AutocastGuard::~AutocastGuard() {
   if (!active_) return;
+  float32_input_layer = was_float32_input_;
   if (cuda_) {
     at::autocast::set_enabled(was_enabled_);
     at::autocast::set_autocast_gpu_dtype(static_cast<at::ScalarType>(dtype_));

@@ -194,7 +194,8 @@ InversionResult NetworkInversion::Run(const at::Tensor& image, const InversionOp
     const bool reduced = options.precision != Precision::kFp32 && stepping && at::GradMode::is_enabled();
     ProbeOutput out;
     {
-      const AutocastGuard autocast(reduced ? options.precision : Precision::kFp32, model.device());
+      const AutocastGuard autocast(reduced ? options.precision : Precision::kFp32, model.device(),
+                                   /*float32_input_layer=*/true);
       out = probe_.Run(view, input);
     }
     if (reduced) {

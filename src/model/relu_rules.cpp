@@ -1,8 +1,8 @@
-#include <c10/core/impl/LocalDispatchKeySet.h>
-
 #include "src/model/relu_rules.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/autograd.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/library.h>
@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 
+#include "cnnviz/core/precision.h"
 #include "src/model/cpu_loops.h"
 
 namespace cnnviz::detail {
@@ -244,8 +245,8 @@ class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFu
     ctx->saved_data["padding"] = padding.vec();
     ctx->saved_data["size"] = input.sizes().vec();
     ctx->save_for_backward({weight});
-    // In float32 also under autocast (reduced precision, core/precision.h): this layer is cheap, and its
-    // input gradient's loop below (faster than oneDNN's in bfloat16 too) reads float32.
+    // float32 also under autocast (AutocastGuard's float32_input_layer): its input gradient's loop below
+    // reads float32.
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(
         c10::DispatchKeySet({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA}));
     // Not a view: autograd forbids in-place ops (relu_) on views made inside a custom function.
@@ -258,8 +259,7 @@ class FewChannelConvFunction : public torch::autograd::Function<FewChannelConvFu
     const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
     const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
     const std::vector<int64_t> size = ctx->saved_data["size"].toIntVector();
-    // float32 (the forward's output was), unless a later op's gradient arrives otherwise.
-    const at::Tensor grad = grad_outputs[0].to(weight.scalar_type());
+    const at::Tensor& grad = grad_outputs[0];
     at::Tensor grad_input;
     if (at::GradMode::is_enabled()) {
       grad_input = at::conv_transpose2d(grad, weight, {}, stride, padding,
@@ -449,7 +449,12 @@ void ForEachNode(jit::Block* block, const Visit& visit) {
 at::Tensor Conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   if (!at::GradMode::is_enabled()) return at::conv2d(input, weight, bias, stride, padding, dilation, groups);
-  if (FewChannelShape(input, weight, bias, stride, padding, dilation, groups)) {
+  // Under CPU autocast (reduced precision, core/precision.h) the convolution runs in bfloat16 with
+  // oneDNN's backward, unless the caller keeps the input layer float32 (AutocastGuard): this float32 loop
+  // keeps the next layers float32 too (resnet18 to layer3, batch 4, forward+backward in eager PyTorch:
+  // 118 ms with conv1 in bfloat16, 208 ms in float32).
+  if ((!at::autocast::is_cpu_enabled() || Float32InputLayer()) &&
+      FewChannelShape(input, weight, bias, stride, padding, dilation, groups)) {
     return FewChannelConvFunction::apply(input, weight, bias, stride, padding);
   }
   return PlainConv2d(input, weight, bias, stride, padding, dilation, groups);
