@@ -109,6 +109,16 @@ def dissection_agreement(exact_dir, reduced_dir):
     return lines
 
 
+def overall(exact_dir, reduced_dir):
+    exact, reduced = load(exact_dir), load(reduced_dir)
+    same = total = 0
+    for le, lr in zip(exact["layers"], reduced["layers"]):
+        labels = {u["unit"]: u["label"] for u in lr["units"]}
+        same += sum(u["label"] == labels[u["unit"]] for u in le["units"])
+        total += len(le["units"])
+    return f"    all layers: same label {same}/{total} ({100.0 * same / total:.1f}%)"
+
+
 def dissect(binary, model, dataset, layers, images, precision, out, env, arrays=False):
     command = [binary, "-q", "--device", "cpu", "dissect", "--model", model, "--dataset", dataset, "--layers",
                ",".join(layers), "--max-images", str(images), "--batch", "16", "--precision", precision, "--out", out]
@@ -230,6 +240,7 @@ def trained_case(args, binary, build, concepts, work, env):
         dissect(binary, tiny, concepts, layers, args.images, precision, os.path.join(work, f"tiny_{precision}"), env, True)
     print("   bundled model (tinycnn, 96 px):")
     print("\n".join(dissection_agreement(os.path.join(work, "tiny_fp32"), os.path.join(work, "tiny_bf16"))))
+    print(overall(os.path.join(work, "tiny_fp32"), os.path.join(work, "tiny_bf16")))
     trained = args.trained or os.path.join(build, "bench-data", "resnet18_concepts.pt")
     if os.path.exists(trained):
         for precision in ("fp32", "bf16"):
@@ -237,6 +248,7 @@ def trained_case(args, binary, build, concepts, work, env):
                     os.path.join(work, f"trained_{precision}"), env, True)
         print(f"   trained torchvision resnet18 ({os.path.basename(trained)}):")
         print("\n".join(dissection_agreement(os.path.join(work, "trained_fp32"), os.path.join(work, "trained_bf16"))))
+        print(overall(os.path.join(work, "trained_fp32"), os.path.join(work, "trained_bf16")))
     else:
         print(f"   trained resnet18: {trained} missing (make it with models/train_torchvision.py); skipped")
 
