@@ -255,12 +255,9 @@ std::function<void()> AddActMaxCommand(CLI::App& app, const GlobalOptions& globa
                       "For this many first steps ReLUs pass Lucid's redirected gradient, so that a unit silent on "
                       "the starting image still gets one (0 = off)")
       ->capture_default_str();
-  command->add_option_function<std::string>(
-               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
-               "The network during optimization steps: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- "
-               "AVX512-BF16 or AMX -- and CUDA) or fp16 (CUDA); the image, Adam's state and the objective stay "
-               "float32, and the reported values are evaluated in float32")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  AddPrecisionOption(*command, m.precision,
+                     "the network during optimization steps; the image, Adam's state and the objective stay "
+                     "float32, and the reported values are evaluated in float32");
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each image as float32 .npy [3,H,W]");
   command->add_option("--reference-dataset", options->reference_dataset,

@@ -936,12 +936,9 @@ std::function<void()> AddAtlasCommand(CLI::App& app, const GlobalOptions& global
   command->add_option("--batch", options->batch, "Images per forward pass and per optimization batch")
       ->capture_default_str();
   command->add_option("--workers", options->decode_threads, "Image-decoding threads (0 = auto)")->capture_default_str();
-  command->add_option_function<std::string>(
-               "--precision", [options](const std::string& text) { options->precision = ParsePrecision(text); },
-               "The network in the dataset pass, activation maximization and inversions: fp32 (exact, default), "
-               "bf16 (CPUs with native bfloat16 -- AVX512-BF16 or AMX -- and CUDA) or fp16 (CUDA); thresholds, "
-               "tallies, images and optimizer state stay float32, DeconvNet projections run in float32")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  AddPrecisionOption(*command, options->precision,
+                     "the network in the dataset pass, activation maximization and inversions; thresholds, "
+                     "tallies, images and optimizer state stay float32, DeconvNet projections run in float32");
   command->add_flag("--restart", options->restart, "Run every stage again, even those an earlier run finished");
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->footer(

@@ -247,4 +247,13 @@ std::string DisplayLayer(const Probe& probe, const std::string& name_or_alias) {
   return layer.alias.empty() ? layer.name : layer.alias;
 }
 
+void AddPrecisionOption(CLI::App& command, Precision& target, const std::string& what) {
+  command
+      .add_option_function<std::string>(
+          "--precision", [&target](const std::string& text) { target = ParsePrecision(text); },
+          "fp32 (exact, default), bf16 (CPUs with native bfloat16 -- AVX512-BF16 or AMX -- and CUDA) or fp16 "
+          "(CUDA) for " + what)
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+}
+
 }  // namespace cnnviz::app

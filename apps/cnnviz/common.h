@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cnnviz/core/precision.h"
 #include "cnnviz/model/model.h"
 #include "cnnviz/model/probe.h"
 
@@ -95,5 +96,9 @@ ModelInput ReadModelInput(const std::string& path, const Model& model, const std
 
 // Adds --npy-values (what a .npy --image holds) to a command.
 void AddNpyValuesOption(CLI::App& command, std::string& npy_values);
+
+// --precision fp32|bf16|fp16 into `target` (core/precision.h); `what` says what runs at it and what
+// stays float32.
+void AddPrecisionOption(CLI::App& command, Precision& target, const std::string& what);
 
 }  // namespace cnnviz::app

@@ -520,11 +520,8 @@ std::function<void()> AddCompareCommand(CLI::App& app, const GlobalOptions& glob
   command->add_option("--categories", options->categories_text, "Only these categories (as dissect)");
   command->add_option("--quantile", m.quantile, "Top activation quantile defining each unit's mask")->capture_default_str();
   command->add_option("--iou-threshold", m.iou_threshold, "IoU above which a unit is a detector")->capture_default_str();
-  command->add_option_function<std::string>(
-               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
-               "The network's forward pass: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- AVX512-BF16 or "
-               "AMX -- and CUDA) or fp16 (CUDA); thresholds and tallies stay float32")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  AddPrecisionOption(*command, m.precision,
+                     "the network's forward pass; thresholds and tallies stay float32");
   command->add_option("--batch", m.batch, "Images per forward pass (each batch runs through every model)")->capture_default_str();
   command->add_option("--max-images", options->dataset_options.max_images, "Use at most this many images (0 = all)")
       ->capture_default_str();

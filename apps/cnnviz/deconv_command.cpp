@@ -214,11 +214,8 @@ std::function<void()> AddDeconvCommand(CLI::App& app, const GlobalOptions& globa
       ->capture_default_str();
   command->add_option("--position", options->position_text,
                       "With --seed-from position: row,column in the layer's map (default: each image's maximum)");
-  command->add_option_function<std::string>(
-               "--precision", [&m](const std::string& text) { m.scan_precision = ParsePrecision(text); },
-               "The scan's forward pass: fp32 (exact, default), bf16 (CPUs with native bfloat16, and CUDA) or fp16 "
-               "(CUDA); projections always run in fp32")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  AddPrecisionOption(*command, m.scan_precision,
+                     "the scan's forward pass; projections always run in float32");
   command->add_option("--batch", m.batch, "Images per forward pass; projections per backward pass")->capture_default_str();
   command->add_option("--max-images", m.max_images, "Scan at most this many images (0 = all)")->capture_default_str();
   command->add_option("--workers", m.decode_threads,

@@ -326,11 +326,8 @@ std::function<void()> AddDissectCommand(CLI::App& app, const GlobalOptions& glob
   command->add_flag("--union-maps", m.union_maps,
                     "Union the label maps of one category, so a label in two maps at one pixel counts once "
                     "(NetDissect-Lite counts it twice)");
-  command->add_option_function<std::string>(
-               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
-               "The network's forward pass: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- AVX512-BF16 or "
-               "AMX -- and CUDA) or fp16 (CUDA); thresholds and tallies stay float32")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  AddPrecisionOption(*command, m.precision,
+                     "the network's forward pass; thresholds and tallies stay float32");
   command->add_option("--batch", m.batch, "Images per forward pass")->capture_default_str();
   command->add_option("--max-images", options->dataset_options.max_images, "Use at most this many images (0 = all)")
       ->capture_default_str();

@@ -251,12 +251,9 @@ std::function<void()> AddInvertCommand(CLI::App& app, const GlobalOptions& globa
   command->add_option("--target-error", m.target_error, "Stop once ||phi(x)-phi0||/||phi0|| is at most this (0 = never)")
       ->capture_default_str();
   command->add_flag("!--no-truncation", m.truncate, "Run the whole network every step (benchmarks)");
-  command->add_option_function<std::string>(
-               "--precision", [&m](const std::string& text) { m.precision = ParsePrecision(text); },
-               "The network in the iterations: fp32 (exact, default), bf16 (CPUs with native bfloat16 -- "
-               "AVX512-BF16 or AMX -- and CUDA) or fp16 (CUDA); the image, the optimizer, the targets and the "
-               "reported errors stay float32")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  AddPrecisionOption(*command, m.precision,
+                     "the network in the iterations; the image, the optimizer, the targets and the reported "
+                     "errors stay float32");
   command->add_option("-o,--out", options->out, "Output folder")->capture_default_str();
   command->add_flag("--save-arrays", options->save_arrays, "Also write each reconstruction as float32 .npy [3,H,W]");
   command->footer(
