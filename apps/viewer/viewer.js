@@ -1482,8 +1482,15 @@
     var title = D.command === 'atlas' ? 'cnnviz atlas' : 'cnnviz ' + fmtStr(D.command);
     document.title = title + (route.layer ? ' \u00b7 ' + route.layer : '') + (route.page === 'unit' ? ' \u00b7 unit ' + route.unit : '') +
       (route.page === 'image' ? ' \u00b7 image ' + (isNum(route.image) ? route.image : '?') : '');
-    app.appendChild(el('header', { class: 'top' }, [el('a', { href: '#network', class: 'brand', text: title }),
-      el('span', { class: 'model', text: D.model ? fmtStr(D.model.path) : '' })]));
+    // Reduced precision (--precision): said in the header of every page, as it qualifies every number.
+    var precision = (D.precision && (D.precision.forward || D.precision.network)) || (D.options && D.options.precision);
+    var header = [el('a', { href: '#network', class: 'brand', text: title }),
+      el('span', { class: 'model', text: D.model ? fmtStr(D.model.path) : '' })];
+    if (precision && precision !== 'fp32') {
+      header.push(el('span', { class: 'precision', text: fmtStr(precision) + ' network (--precision): ' +
+        'thresholds, tallies and reported values float32' }));
+    }
+    app.appendChild(el('header', { class: 'top' }, header));
     append(app, warningsBox(D.warnings));
     try {
       append(app, el('main', null, renderPage(route)));
