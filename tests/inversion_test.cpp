@@ -268,7 +268,9 @@ TEST_F(TinyInversion, Bf16ReachesFp32sFeatureErrorsInBothModes) {
       EXPECT_LT(b.feature_error, 1.25 * a.feature_error + 0.01) << a.layer << (paper ? " paper" : "");
       EXPECT_NEAR(b.psnr, a.psnr, 1.5) << a.layer << (paper ? " paper" : "");
       EXPECT_FALSE(b.image.equal(a.image)) << "bf16 changed nothing: did it run?";
-      if (paper) EXPECT_DOUBLE_EQ(b.learning_rate, a.learning_rate) << "the curvature estimate is fp32's";
+      if (paper) {
+        EXPECT_DOUBLE_EQ(b.learning_rate, a.learning_rate) << "the curvature estimate is fp32's";
+      }
     }
   }
 }
