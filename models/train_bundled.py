@@ -134,13 +134,15 @@ def fold_batch_norm(trained):
     return plain
 
 
-def render_split(seed, stream, count):
-    """Render `count` samples: (uint8 N x 3 x H x W images, int64 class indices)."""
+def render_split(seed, stream, count, size=INPUT_SIZE):
+    """Render `count` samples at `size`: (uint8 N x 3 x size x size images, int64 class indices).
+
+    render_sample's draws depend on the size, so other sizes give other scenes from the same stream."""
     rng = np.random.default_rng([seed, stream])
-    images = np.empty((count, 3, INPUT_SIZE, INPUT_SIZE), np.uint8)
+    images = np.empty((count, 3, size, size), np.uint8)
     labels = np.empty(count, np.int64)
     for i in range(count):
-        sample = make_concepts.render_sample(rng, INPUT_SIZE)
+        sample = make_concepts.render_sample(rng, size)
         images[i] = sample.image.transpose(2, 0, 1)
         labels[i] = CLASSES.index(f"{sample.shapes[0]}-{sample.textures[0]}")
     return torch.from_numpy(images), torch.from_numpy(labels)

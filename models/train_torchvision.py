@@ -61,7 +61,6 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cli  # noqa: E402
 import export_torchvision  # noqa: E402
-import make_concepts  # noqa: E402
 import train_bundled  # noqa: E402
 
 DEFAULT_ARCH = "resnet18"
@@ -75,25 +74,6 @@ CLASSES = train_bundled.CLASSES
 # Architectures whose constructors need extra arguments for random init without
 # auxiliary heads (as in export_torchvision.build_torchvision).
 NO_AUX = ("googlenet", "inception_v3")
-
-
-def render_split(seed, stream, count, size):
-    """(uint8 N x 3 x size x size images, int64 class indices) from stream [seed, stream].
-
-    train_bundled.render_split at its INPUT_SIZE (96); other sizes render
-    make_concepts samples at `size` from the same stream with the same
-    labelling (render_sample's draws depend on the size, so the scenes differ).
-    """
-    if size == train_bundled.INPUT_SIZE:
-        return train_bundled.render_split(seed, stream, count)
-    rng = np.random.default_rng([seed, stream])
-    images = np.empty((count, 3, size, size), np.uint8)
-    labels = np.empty(count, np.int64)
-    for i in range(count):
-        sample = make_concepts.render_sample(rng, size)
-        images[i] = sample.image.transpose(2, 0, 1)
-        labels[i] = CLASSES.index(f"{sample.shapes[0]}-{sample.textures[0]}")
-    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def build_model(arch, size):
@@ -232,10 +212,10 @@ def main(argv=None):
     # Built first so that a bad --arch fails before rendering; channels_last runs
     # the oneDNN convolutions faster here (as in train_bundled).
     model = build_model(args.arch, args.size).to(memory_format=torch.channels_last)
-    train_images, train_labels = render_split(args.seed, train_bundled.TRAIN_STREAM, args.count,
-                                              args.size)
-    val_images, val_labels = render_split(args.seed, train_bundled.VAL_STREAM, args.val_count,
-                                          args.size)
+    train_images, train_labels = train_bundled.render_split(args.seed, train_bundled.TRAIN_STREAM, args.count,
+                                                            args.size)
+    val_images, val_labels = train_bundled.render_split(args.seed, train_bundled.VAL_STREAM, args.val_count,
+                                                        args.size)
     mean, std = train_bundled.channel_stats(train_images)
     val_x = train_bundled.normalize(val_images, mean, std)
     log(f"{args.arch}: rendered {args.count}+{args.val_count} images of {args.size} px in "
