@@ -20,10 +20,8 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
-#include <malloc.h>
 
 #include <chrono>
-#include <climits>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -34,6 +32,7 @@
 
 #include "cnnviz/core/device.h"
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/memory.h"
 #include "cnnviz/data/prefetch.h"
 #include "cnnviz/io/broden.h"
 #include "cnnviz/io/image_sources.h"
@@ -241,10 +240,7 @@ int Main(int argc, char** argv) {
 }  // namespace cnnviz
 
 int main(int argc, char** argv) {
-  // As the cnnviz executable does (apps/cnnviz/main.cpp): freed tensors stay in the heap instead of being
-  // unmapped and page-faulted in again at every batch.
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  cnnviz::KeepFreedMemory();  // as the cnnviz executable does
   try {
     return cnnviz::Main(argc, argv);
   } catch (const cnnviz::Error& e) {

@@ -11,6 +11,7 @@
 //               [--layers layer1,layer2,layer3,layer4] [--precisions fp32,bf16 [--inference] [--rounds 3]]
 // Prints one line per layer: median milliseconds and the ratio.
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -20,6 +21,7 @@
 #include <sstream>
 
 #include "cnnviz/core/device.h"
+#include "cnnviz/core/memory.h"
 #include "cnnviz/core/precision.h"
 #include "cnnviz/model/model.h"
 #include "cnnviz/model/probe.h"
@@ -42,6 +44,7 @@ double MedianMs(const std::function<void()>& step, int repeats) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cnnviz::KeepFreedMemory();  // as the cnnviz executable does: the figures are the tool's
   CLI::App app("Probe truncation benchmark: forward+backward to a tap, cut vs. full graph");
   std::string model_path, layers_text = "layer1,layer2,layer3,layer4", device = "cpu";
   int64_t size = 224, batch = 1;
@@ -63,6 +66,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   at::set_num_threads(threads);
+  // As in cnnviz: CNNVIZ_PROFILE=FILE records every op as a chrome://tracing file (bench/profile_summary.py).
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+  if (const char* trace = std::getenv("CNNVIZ_PROFILE")) {
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
+  }
   auto model = cnnviz::Model::Load(model_path, cnnviz::ResolveDevice(device));
   model->mutable_input_spec().height = size;
   model->mutable_input_spec().width = size;

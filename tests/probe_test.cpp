@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "cnnviz/core/precision.h"
 #include "test_util.h"
 
 namespace cnnviz {
@@ -222,6 +223,40 @@ TEST(ProbeTest, HalvingMaxPoolsOfChannelsLastViewsMatchOnOddSizes) {
     }
     EXPECT_LT(test::RelativeError(got.output, expected.output), 1e-4) << size;
   }
+}
+
+// Freezing bakes autocast's state into a view's graph: one probe's inference view must give float32's
+// exact values after it ran in bf16, and bf16's after float32 (regression: the first frozen view served
+// both, so a scan in fp32 after one in bf16, in either order, ran at the first one's precision).
+TEST(ProbeTest, InferenceViewsAreFrozenPerPrecision) {
+  if (CpuBf16Flag().empty()) GTEST_SKIP() << "this CPU has no native bfloat16";
+  const auto model = test::LoadFixtureModel("tinycnn_script.pt", 96);
+  at::NoGradGuard no_grad;
+  at::manual_seed(3);
+  const at::Tensor input = at::rand({4, 3, 96, 96});
+  ViewSpec spec{{"conv3", "conv5"}, /*output=*/false};
+  spec.inference = true;
+  spec.channels_last = true;
+  auto run = [&](const Probe& probe, Precision precision) {
+    const AutocastGuard autocast(precision, model->device());
+    return probe.Run(spec, input).taps;
+  };
+  const Probe fresh_fp32(model), fresh_bf16(model);
+  const std::vector<at::Tensor> fp32 = run(fresh_fp32, Precision::kFp32), bf16 = run(fresh_bf16, Precision::kBf16);
+  ASSERT_EQ(bf16[0].scalar_type(), at::kBFloat16);
+  for (const bool bf16_first : {true, false}) {
+    const Probe probe(model);
+    const auto first = run(probe, bf16_first ? Precision::kBf16 : Precision::kFp32);
+    const auto second = run(probe, bf16_first ? Precision::kFp32 : Precision::kBf16);
+    const auto& got_fp32 = bf16_first ? second : first;
+    const auto& got_bf16 = bf16_first ? first : second;
+    for (size_t i = 0; i < fp32.size(); ++i) {
+      EXPECT_EQ(got_fp32[i].scalar_type(), at::kFloat) << "bf16 first: " << bf16_first;
+      EXPECT_TRUE(got_fp32[i].equal(fp32[i])) << "tap " << i << ", bf16 first: " << bf16_first;
+      EXPECT_TRUE(got_bf16[i].equal(bf16[i])) << "tap " << i << ", bf16 first: " << bf16_first;
+    }
+  }
+  EXPECT_FALSE(bf16[1].to(at::kFloat).equal(fp32[1]));
 }
 
 TEST(ProbeTest, RepeatedCallsGetNumberedTaps) {

@@ -3,11 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
-#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <climits>
 #include <cstdlib>
 #include <memory>
 #include <csignal>
@@ -25,6 +23,7 @@
 #include "cnnviz/deconv_command.h"
 #include "cnnviz/dissect_command.h"
 #include "cnnviz/core/error.h"
+#include "cnnviz/core/memory.h"
 #include "cnnviz/core/version.h"
 #include "cnnviz/invert_command.h"
 #include "cnnviz/io/atomic_file.h"
@@ -92,11 +91,7 @@ int FailUnexpected(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // cnnviz frees and reallocates tensors of the same sizes at every step and every batch. glibc would
-  // hand blocks above its mmap threshold back to the kernel and page-fault them in again each time (a
-  // quarter of an activation-maximization step, measured); keep freed memory in the heap instead.
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  cnnviz::KeepFreedMemory();
   InstallSignalHandlers();
   CLI::App app("cnnviz " + cnnviz::Version() +
                ": see what a convolutional network has learned (TorchScript models, CPU or CUDA)");
