@@ -5,7 +5,23 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One intra-op thread and passive OpenMP waiting on both sides of every comparison.
+
+# glibc's allocator set as cnnviz sets it for itself (src/core/memory.cpp, KeepFreedMemory): freed blocks
+# stay in the heap instead of being unmapped and page-faulted in again at the next batch or step. On the
+# virtual machines we measure on a first touch costs ~12 us per 4 KiB page, so without this eager
+# torchvision resnet18's forward pass at batch 16 spends about half its time in page faults (697 -> 349
+# ms measured through cnnviz's Probe). Every process of a benchmark gets it, Python baselines included,
+# so that a ratio measures the method and not the allocator. A script importing this module re-executes
+# itself once with the setting (it must be in place before the interpreter starts); BENCH_MALLOC=default
+# turns that off (to see what an unset environment costs).
+MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
+if os.environ.get("BENCH_MALLOC") != "default" and os.environ.get("GLIBC_TUNABLES") != MALLOC_TUNABLES:
+    os.environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+# One intra-op thread and passive OpenMP waiting on both sides of every comparison (and the allocator
+# setting above, inherited).
 ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
 
 
