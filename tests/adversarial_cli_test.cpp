@@ -17,12 +17,8 @@ namespace cnnviz {
 namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  return json::parse(in);
-}
+using test::ExpectFilesExist;
+using test::ReadJson;
 
 std::string Model() { return std::string(CNNVIZ_SOURCE_DIR) + "/models/tinycnn.pt"; }
 std::string Concepts() { return test::Fixture("concepts"); }
@@ -32,19 +28,6 @@ std::string FirstImage() {
     if (entry.path().extension() == ".png" || entry.path().extension() == ".jpg") images.insert(entry.path().string());
   }
   return images.empty() ? std::string() : *images.begin();
-}
-
-// Every "*.png" string in the report names a file of the folder.
-void ExpectFilesExist(const json& node, const std::string& folder) {
-  if (node.is_string()) {
-    const std::string text = node.get<std::string>();
-    if (text.size() > 4 && text.substr(text.size() - 4) == ".png" && text.find('/') != 0 && !fs::exists(folder + "/" + text) &&
-        !fs::exists(text)) {
-      ADD_FAILURE() << "missing " << text;
-    }
-  } else if (node.is_structured()) {
-    for (const auto& item : node) ExpectFilesExist(item, folder);
-  }
 }
 
 TEST(CliAdversarialTest, OneImagePgdReportFilesAndPages) {

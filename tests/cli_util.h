@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace cnnviz::test {
@@ -49,6 +51,27 @@ inline std::string TempDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "cnnviz_" + name + "_" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   return dir;
+}
+
+// A report (or any JSON file) the run wrote; a missing file fails the test.
+inline nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  return nlohmann::json::parse(in);
+}
+
+// Every ".png" string anywhere in `node` names a file that exists: relative names under `folder` (or
+// as given, for input images the report names), absolute ones as they are.
+inline void ExpectFilesExist(const nlohmann::json& node, const std::string& folder) {
+  namespace fs = std::filesystem;
+  if (node.is_string()) {
+    const std::string text = node.get<std::string>();
+    if (text.size() <= 4 || text.substr(text.size() - 4) != ".png") return;
+    const bool found = text.front() == '/' ? fs::exists(text) : fs::exists(folder + "/" + text) || fs::exists(text);
+    if (!found) ADD_FAILURE() << "missing " << text;
+  } else if (node.is_structured()) {
+    for (const auto& item : node) ExpectFilesExist(item, folder);
+  }
 }
 
 }  // namespace cnnviz::test

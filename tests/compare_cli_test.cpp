@@ -14,12 +14,8 @@ namespace cnnviz {
 namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  return json::parse(in);
-}
+using test::ExpectFilesExist;
+using test::ReadJson;
 
 std::string Checkpoint(const std::string& step) {
   return std::string(CNNVIZ_SOURCE_DIR) + "/models/checkpoints/ckpt_" + step + ".pt";
@@ -29,16 +25,6 @@ int64_t Detectors(const json& report, size_t model) {
   int64_t total = 0;
   for (const json& layer : report["layers"]) total += layer["per_model"][model]["detectors"].get<int64_t>();
   return total;
-}
-
-// Every "*.png" string in the report names a file of the folder.
-void ExpectFilesExist(const json& node, const std::string& folder) {
-  if (node.is_string()) {
-    const std::string text = node.get<std::string>();
-    if (text.size() > 4 && text.substr(text.size() - 4) == ".png" && !fs::exists(folder + "/" + text)) ADD_FAILURE() << "missing " << text;
-  } else if (node.is_structured()) {
-    for (const auto& item : node) ExpectFilesExist(item, folder);
-  }
 }
 
 TEST(CliCompareTest, CheckpointsGainDetectorsAndResume) {
