@@ -221,7 +221,8 @@ TEST(CudaTest, DissectionTalliesMatchCpu) {
 // --precision on a GPU (issue 21): fp16 and bf16 autocast against the same GPU's float32. Tolerances are
 // bf16's (8-bit mantissa; fp16 has 11): taps within 3% relative after resnet18's depth (the CPU's bf16
 // measured 0.4% on resnet18's logits), dissection IoUs within 0.02 and detector counts within one, and
-// activation maximization's final objectives (evaluated in float32) within 10% after 16 steps. With
+// activation maximization's final objectives (evaluated in float32) within 10% after 64 steps (the
+// CPU's bf16: 0.04-5%), rising wherever float32's rise. With
 // CNNVIZ_CUDA_TESTS_ON_CPU=1 the CPU runs bf16 only (fp16 is refused there) and only with native bf16.
 TEST(CudaTest, ReducedPrecisionStaysCloseToFloat32) {
   SKIP_WITHOUT_CUDA();
@@ -249,7 +250,7 @@ TEST(CudaTest, ReducedPrecisionStaysCloseToFloat32) {
   ActMaxOptions actmax;
   actmax.layer = "conv3";
   actmax.units = {1, 4, 7};
-  actmax.render.steps = 16;
+  actmax.render.steps = 64;
   actmax.param.height = actmax.param.width = 64;
   const ActMaxResult exact_actmax = ActivationMaximization(tiny).Run(actmax);
   for (const Precision precision : precisions) {
@@ -273,7 +274,9 @@ TEST(CudaTest, ReducedPrecisionStaysCloseToFloat32) {
     for (size_t u = 0; u < actmax.units.size(); ++u) {
       const float a = exact_actmax.units[u].final_value, b = reduced_actmax.units[u].final_value;
       EXPECT_NEAR(b, a, 0.1 * std::abs(a) + 1e-3) << "unit " << actmax.units[u];
-      EXPECT_GT(b, reduced_actmax.units[u].initial_value) << "unit " << actmax.units[u];
+      if (a > exact_actmax.units[u].initial_value) {
+        EXPECT_GT(b, reduced_actmax.units[u].initial_value) << "unit " << actmax.units[u];
+      }
     }
   }
 }
