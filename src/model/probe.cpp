@@ -602,9 +602,11 @@ ProbeOutput Probe::Run(const ViewSpec& spec, const at::Tensor& given, const at::
     // On a CPU the view runs op by op, as eager PyTorch does, not through the profiling executor's
     // optimized plan: for graphs that record gradients that plan wraps the network in autodiff subgraphs
     // whose JIT-run backward costs more than autograd's own, and it re-specializes when a dtype changes
-    // (autocast). resnet18 to layer3, batch 4 at 224 px, forward+backward, 1 thread: 480 -> 336 ms in
-    // fp32, 401 -> 206 ms under bf16 autocast (bench/probe_bench --precisions fp32,bf16). CPUs have no
-    // fuser to lose; GPUs keep the optimized plan (its fusions are unmeasured here).
+    // (autocast). resnet18 to layer3, batch 4 at 224 px, forward+backward, 1 thread, three alternating
+    // runs of bench/probe_bench --precisions fp32,bf16: 170-183 -> 150-179 ms in fp32, 108-122 -> 96-116
+    // ms under bf16 autocast. (Measured first without KeepFreedMemory, whose page faults the optimized
+    // plan multiplied: 480 -> 336 and 401 -> 206 ms.) CPUs have no fuser to lose; GPUs keep the optimized
+    // plan (its fusions are unmeasured here).
     const ExecutorOptimizeGuard eager(!input.device().is_cpu() && jit::getGraphExecutorOptimize());
     result = (*view->function)(std::move(stack));
   }
